@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every build, test and run dependency of bertd from Debian 12's archive.
+# Idempotent: packages already present are skipped, so repeated calls cost one dpkg query.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config ccache git
+  libtorch-dev
+  # Without OpenBLAS, Debian's LibTorch falls back to the reference BLAS (~40x slower GEMMs).
+  libopenblas0-pthread
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
+  libsqlite3-dev nlohmann-json3-dev libutf8proc-dev
+  libgtest-dev libgmock-dev
+  # Independent numerical reference for tests (PyTorch's own optimizers and layers).
+  python3 python3-torch python3-numpy
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,38 @@
+#include "test_util.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+namespace bertd::testing {
+
+const std::string& SharedDir() {
+  static const std::string dir = [] {
+    const char* env = std::getenv("BERTD_SHARED_DIR");
+    std::string candidate = env != nullptr ? env : BERTD_DEFAULT_SHARED_DIR;
+    std::error_code ec;
+    return std::filesystem::is_directory(candidate, ec) ? candidate : std::string();
+  }();
+  return dir;
+}
+
+bool SharedFileExists(const std::string& relative_path) {
+  std::error_code ec;
+  return !SharedDir().empty() && std::filesystem::exists(SharedPath(relative_path), ec);
+}
+
+std::string SharedPath(const std::string& relative_path) { return SharedDir() + "/" + relative_path; }
+
+std::string MakeTempDir(const std::string& prefix) {
+  std::random_device rd;
+  std::filesystem::path base = std::filesystem::temp_directory_path();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::filesystem::path dir = base / (prefix + "-" + std::to_string(rd()));
+    std::error_code ec;
+    if (std::filesystem::create_directories(dir, ec)) return dir.string();
+  }
+  ADD_FAILURE() << "cannot create a temp dir under " << base;
+  return base.string();
+}
+
+}  // namespace bertd::testing

@@ -1,0 +1,35 @@
+#ifndef BERTD_TESTS_TEST_UTIL_H_
+#define BERTD_TESTS_TEST_UTIL_H_
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace bertd::testing {
+
+// Absolute path of the shared/ folder (fixtures, vocabularies, datasets), or "" when it is absent.
+const std::string& SharedDir();
+
+// A fresh empty directory under the test temp dir, removed by the caller's fixture if it wants.
+std::string MakeTempDir(const std::string& prefix);
+
+}  // namespace bertd::testing
+
+// Skips the current test, saying why, when shared/ or the named file inside it is missing.
+#define BERTD_REQUIRE_SHARED(relative_path)                                                  \
+  do {                                                                                       \
+    if (::bertd::testing::SharedDir().empty()) {                                             \
+      GTEST_SKIP() << "shared/ not found (set BERTD_SHARED_DIR); needs " << (relative_path); \
+    }                                                                                        \
+    if (!::bertd::testing::SharedFileExists(relative_path)) {                                \
+      GTEST_SKIP() << "shared/" << (relative_path) << " not found";                        \
+    }                                                                                        \
+  } while (0)
+
+namespace bertd::testing {
+bool SharedFileExists(const std::string& relative_path);
+// SharedDir() + "/" + relative_path.
+std::string SharedPath(const std::string& relative_path);
+}  // namespace bertd::testing
+
+#endif  // BERTD_TESTS_TEST_UTIL_H_
