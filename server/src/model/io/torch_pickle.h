@@ -13,7 +13,8 @@ namespace bertd::model {
 // pytorch_model.bin. One level of {"state_dict": {...}} / {"model": {...}} nesting is unwrapped;
 // non-tensor entries are skipped. Tensors come back dense, contiguous and on the CPU.
 // The legacy (pre-zip) torch.save format and anything else unreadable give INVALID_ARGUMENT.
-// Note: the whole file is held in memory while it is unpickled.
+// Only the pickle subset torch.save uses for state dicts is understood; pickled callables are
+// never run (unknown objects are skipped), so an untrusted file cannot execute code.
 absl::StatusOr<TensorMap> ReadTorchCheckpoint(const std::string& path);
 
 // Writes `tensors` as a str -> Tensor dict via torch::pickle_save (loadable by torch.load and by
