@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <set>
 
@@ -245,6 +247,37 @@ absl::Status SaveBertWeightsAndConfig(const std::string& model_dir, BertImpl& mo
                                          StateDict(model), {{"format", "pt"}}));
   return WriteFileAtomically((fs::path(model_dir) / "config.json").string(),
                              model.config().ToJson());
+}
+
+absl::Status SaveModelDirectory(const std::string& model_dir, BertImpl& model,
+                                const text::BertTokenizer& tokenizer) {
+  const fs::path target(model_dir);
+  std::error_code ec;
+  if (fs::exists(target, ec)) {
+    return absl::AlreadyExistsError(absl::StrCat("model directory ", model_dir, " already exists"));
+  }
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", target.parent_path().string(), ": ", ec.message()));
+  }
+  const fs::path staging =
+      target.parent_path() / absl::StrCat(".", target.filename().string(), ".staging-", getpid());
+  fs::remove_all(staging, ec);
+  absl::Status status = SaveBertWeightsAndConfig(staging.string(), model);
+  if (status.ok()) status = tokenizer.SaveToDirectory(staging.string());
+  if (status.ok()) {
+    fs::rename(staging, target, ec);
+    if (ec) {
+      status = absl::InternalError(
+          absl::StrCat("cannot move the saved model into ", model_dir, ": ", ec.message()));
+    }
+  }
+  if (!status.ok()) {
+    fs::remove_all(staging, ec);
+    return status;
+  }
+  return SyncDirectory(target.parent_path().string());
 }
 
 }  // namespace bertd::model

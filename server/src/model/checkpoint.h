@@ -11,6 +11,7 @@
 #include "model/bert.h"
 #include "model/config.h"
 #include "model/io/tensor_map.h"
+#include "text/tokenizer.h"
 
 namespace bertd::model {
 
@@ -65,6 +66,13 @@ absl::StatusOr<LoadedBert> LoadBertFromDirectory(const std::string& model_dir,
 // Writes config.json (with `architectures` and labels) and model.safetensors into `model_dir`
 // (created if needed), each file atomically.
 absl::Status SaveBertWeightsAndConfig(const std::string& model_dir, BertImpl& model);
+
+// Writes a complete Hugging Face model directory: config.json, model.safetensors, vocab.txt and
+// tokenizer_config.json. Everything goes into a hidden staging directory beside `model_dir`
+// that is renamed onto it only when complete, so no reader ever sees a partial model.
+// ALREADY_EXISTS if `model_dir` exists: a saved version is immutable.
+absl::Status SaveModelDirectory(const std::string& model_dir, BertImpl& model,
+                                const text::BertTokenizer& tokenizer);
 
 // Parses a device string, failing clearly when CUDA is requested from a CPU-only LibTorch.
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device);

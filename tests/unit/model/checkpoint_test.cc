@@ -234,6 +234,36 @@ TEST_F(CheckpointTest, DirectoryErrorsNameTheProblem) {
   EXPECT_TRUE(absl::StrContains(corrupt.status().message(), "model.safetensors")) << corrupt.status();
 }
 
+TEST_F(CheckpointTest, SaveModelDirectoryWritesACompleteImmutableVersion) {
+  Bert model = TinyModel(Architecture::kBertForSequenceClassification);
+  std::vector<std::string> tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"};
+  for (int i = static_cast<int>(tokens.size()); i < 50; ++i) tokens.push_back("tok" + std::to_string(i));
+  text::TokenizerOptions tokenizer_options;
+  tokenizer_options.do_lower_case = true;
+  absl::StatusOr<text::BertTokenizer> tokenizer =
+      text::BertTokenizer::Create(text::Vocab::FromTokens(tokens), tokenizer_options);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+
+  std::string version_dir = dir_ + "/my-model/1";
+  ASSERT_TRUE(SaveModelDirectory(version_dir, *model, *tokenizer).ok());
+  for (const char* file : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}) {
+    EXPECT_TRUE(fs::exists(fs::path(version_dir) / file)) << file;
+  }
+  // Only the finished version is visible; no staging directory is left behind.
+  int entries = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir_ + "/my-model")) ++entries;
+  EXPECT_EQ(entries, 1);
+
+  absl::StatusOr<text::BertTokenizer> reloaded = text::BertTokenizer::FromDirectory(version_dir);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ(reloaded->Tokenize("Hello WORLD")->size(), 2u);
+  EXPECT_EQ((*reloaded->Tokenize("Hello WORLD"))[1].id, 6);
+  EXPECT_TRUE(LoadBertFromDirectory(version_dir).ok());
+
+  absl::Status again = SaveModelDirectory(version_dir, *model, *tokenizer);
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+}
+
 TEST(DeviceTest, ParsesCpuAndRejectsNonsense) {
   EXPECT_TRUE(ParseDevice("cpu").ok());
   EXPECT_EQ(ParseDevice("tpu:9").status().code(), absl::StatusCode::kInvalidArgument);
