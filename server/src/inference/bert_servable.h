@@ -1,0 +1,79 @@
+#ifndef BERTD_INFERENCE_BERT_SERVABLE_H_
+#define BERTD_INFERENCE_BERT_SERVABLE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "inference/batcher.h"
+#include "inference/requests.h"
+#include "inference/sequence_work.h"
+#include "registry/model_registry.h"
+#include "registry/servable.h"
+#include "text/encoding.h"
+#include "text/tokenizer.h"
+
+namespace bertd::inference {
+
+class ModelRunner;
+
+struct ServableOptions {
+  std::string device = "cpu";
+  BatcherOptions batcher;
+  // Called after every batch (metrics); `key` is "name@version".
+  std::function<void(const std::string& key, const BatchStats& stats)> on_batch;
+};
+
+// A loaded BERT model version: tokenizer, model and its dynamic batcher. Requests are tokenized
+// on the caller's thread; their sequences are computed in batches with other callers'; the
+// callback runs on the batcher thread once every sequence of the request is done.
+class BertServable : public registry::Servable {
+ public:
+  static absl::StatusOr<std::shared_ptr<BertServable>> Create(const registry::ModelKey& key,
+                                                              const std::string& directory,
+                                                              const ServableOptions& options);
+  ~BertServable() override;
+
+  const registry::ModelDescription& description() const override { return description_; }
+  void Drain() override;
+
+  const registry::ModelKey& key() const { return key_; }
+  bool Supports(registry::Task task) const;
+  // FAILED_PRECONDITION naming the model's tasks when `task` is not among them.
+  absl::Status CheckSupports(registry::Task task) const;
+  int queue_depth() const { return batcher_->queue_depth(); }
+
+  void Classify(const std::vector<TextPair>& inputs, const RequestContext& context,
+                Callback<std::vector<ClassificationResult>> done);
+  void PredictNextSentence(const std::vector<TextPair>& pairs, const RequestContext& context,
+                           Callback<std::vector<NextSentenceResult>> done);
+  void ExtractSpan(const SpanQuery& query, const RequestContext& context,
+                   Callback<std::vector<SpanResult>> done);
+  void FillMask(const std::string& text, int top_k, const RequestContext& context,
+                Callback<std::vector<MaskResult>> done);
+  absl::StatusOr<std::vector<text::Encoding>> Tokenize(const std::vector<TextPair>& inputs) const;
+
+ private:
+  BertServable() = default;
+
+  // Encodes `input` truncated to the model's window (longest_first).
+  absl::StatusOr<text::Encoding> EncodeTruncated(const TextPair& input) const;
+  // Queues every work; `done` runs once: OK when all were computed, else the first error.
+  void Submit(std::vector<std::shared_ptr<SequenceWork>> works, const RequestContext& context,
+              std::function<void(absl::Status)> done);
+
+  registry::ModelKey key_;
+  registry::ModelDescription description_;
+  std::unique_ptr<text::BertTokenizer> tokenizer_;
+  std::vector<std::string> labels_;
+  bool regression_ = false;
+  int max_sequence_length_ = 0;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<DynamicBatcher> batcher_;
+};
+
+}  // namespace bertd::inference
+
+#endif  // BERTD_INFERENCE_BERT_SERVABLE_H_

@@ -1,0 +1,113 @@
+#include "inference/model_runner.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+namespace bertd::inference {
+namespace {
+
+std::vector<float> ToVector(const at::Tensor& tensor) {
+  at::Tensor flat = tensor.to(torch::kFloat).cpu().contiguous();
+  const float* data = flat.data_ptr<float>();
+  return std::vector<float>(data, data + flat.numel());
+}
+
+}  // namespace
+
+ModelRunner::ModelRunner(model::Bert model, c10::Device device)
+    : model_(std::move(model)), device_(device), pad_token_id_(model_->config().pad_token_id) {
+  model_->eval();
+}
+
+void ModelRunner::Run(const std::vector<SequenceWork*>& works) {
+  c10::InferenceMode inference_mode;
+  const int64_t batch = static_cast<int64_t>(works.size());
+  int64_t longest = 0;
+  for (const SequenceWork* work : works) longest = std::max<int64_t>(longest, work->ids.size());
+
+  at::Tensor ids = torch::full({batch, longest}, pad_token_id_, torch::kLong);
+  at::Tensor types = torch::zeros({batch, longest}, torch::kLong);
+  at::Tensor mask = torch::zeros({batch, longest}, torch::kLong);
+  auto ids_a = ids.accessor<int64_t, 2>();
+  auto types_a = types.accessor<int64_t, 2>();
+  auto mask_a = mask.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < batch; ++b) {
+    const SequenceWork& work = *works[b];
+    for (size_t t = 0; t < work.ids.size(); ++t) {
+      ids_a[b][t] = work.ids[t];
+      types_a[b][t] = work.type_ids[t];
+      mask_a[b][t] = 1;
+    }
+  }
+  model::BertInputs inputs{ids.to(device_), types.to(device_), mask.to(device_)};
+  auto [hidden, pooled] = model_->bert(inputs);
+
+  // Each head runs once over the rows that asked for it.
+  std::vector<int64_t> classifier_rows, nsp_rows, span_rows, mlm_rows, mlm_positions;
+  int max_top_k = 1;
+  for (int64_t b = 0; b < batch; ++b) {
+    SequenceWork& work = *works[b];
+    switch (work.head) {
+      case Head::kClassifier:
+        classifier_rows.push_back(b);
+        break;
+      case Head::kNextSentence:
+        nsp_rows.push_back(b);
+        break;
+      case Head::kSpan:
+        span_rows.push_back(b);
+        break;
+      case Head::kMaskedLm:
+        for (int32_t position : work.mask_positions) {
+          mlm_rows.push_back(b);
+          mlm_positions.push_back(position);
+        }
+        max_top_k = std::max(max_top_k, work.top_k);
+        break;
+    }
+  }
+  auto index = [&](const std::vector<int64_t>& rows) {
+    return torch::tensor(rows, torch::kLong).to(device_);
+  };
+
+  if (!classifier_rows.empty()) {
+    at::Tensor logits = model_->ClassifierLogits(pooled.index_select(0, index(classifier_rows)));
+    for (size_t i = 0; i < classifier_rows.size(); ++i) {
+      works[classifier_rows[i]]->logits = ToVector(logits[i]);
+    }
+  }
+  if (!nsp_rows.empty()) {
+    at::Tensor logits = model_->NspLogits(pooled.index_select(0, index(nsp_rows)));
+    for (size_t i = 0; i < nsp_rows.size(); ++i) works[nsp_rows[i]]->logits = ToVector(logits[i]);
+  }
+  if (!span_rows.empty()) {
+    auto [start, end] = model_->SpanLogits(hidden.index_select(0, index(span_rows)));
+    for (size_t i = 0; i < span_rows.size(); ++i) {
+      SequenceWork& work = *works[span_rows[i]];
+      const int64_t length = static_cast<int64_t>(work.ids.size());
+      work.start_logits = ToVector(start[i].slice(0, 0, length));
+      work.end_logits = ToVector(end[i].slice(0, 0, length));
+    }
+  }
+  if (!mlm_rows.empty()) {
+    // Only the masked positions go through the vocabulary-sized decoder.
+    at::Tensor selected = hidden.index({index(mlm_rows), index(mlm_positions)});
+    at::Tensor probs = torch::softmax(model_->MlmLogits(selected).to(torch::kFloat), -1);
+    const int64_t k = std::min<int64_t>(max_top_k, probs.size(-1));
+    auto [top_probs, top_ids] = probs.topk(k, -1);
+    top_probs = top_probs.cpu();
+    top_ids = top_ids.cpu();
+    for (size_t i = 0; i < mlm_rows.size(); ++i) {
+      SequenceWork& work = *works[mlm_rows[i]];
+      std::vector<std::pair<int32_t, float>> top;
+      for (int64_t j = 0; j < std::min<int64_t>(work.top_k, k); ++j) {
+        top.emplace_back(static_cast<int32_t>(top_ids[i][j].item<int64_t>()),
+                         top_probs[i][j].item<float>());
+      }
+      work.mask_top.push_back(std::move(top));
+    }
+  }
+}
+
+}  // namespace bertd::inference

@@ -1,0 +1,73 @@
+#ifndef BERTD_INFERENCE_REQUESTS_H_
+#define BERTD_INFERENCE_REQUESTS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+// Domain types of inference requests and results (no protobuf, no LibTorch).
+namespace bertd::inference {
+
+struct TextPair {
+  std::string text;
+  std::string text_pair;  // empty: a single text
+};
+
+// What the batcher needs to know about the caller.
+struct RequestContext {
+  absl::Time deadline = absl::InfiniteFuture();
+  std::function<bool()> is_cancelled;  // cheap, thread-safe
+};
+
+struct LabelScore {
+  std::string label;
+  float score = 0;
+};
+
+struct ClassificationResult {
+  std::vector<LabelScore> scores;  // highest first; a regression model has one raw value
+};
+
+struct NextSentenceResult {
+  bool is_next = false;
+  float is_next_probability = 0;
+};
+
+struct SpanQuery {
+  std::string question;
+  std::string context;
+  int top_k = 1;
+  int max_answer_length = 30;  // tokens
+  int doc_stride = 128;        // tokens shared by consecutive windows
+};
+
+struct SpanResult {
+  std::string text;
+  int32_t start = 0;  // code points into the context
+  int32_t end = 0;
+  float score = 0;
+};
+
+struct MaskCandidate {
+  std::string token;
+  int32_t token_id = 0;
+  float score = 0;
+  std::string sequence;
+};
+
+struct MaskResult {
+  int32_t mask_start = 0;  // code point offset of the [MASK] in the text
+  std::vector<MaskCandidate> candidates;
+};
+
+template <typename T>
+using Callback = std::function<void(absl::StatusOr<T>)>;
+
+}  // namespace bertd::inference
+
+#endif  // BERTD_INFERENCE_REQUESTS_H_
