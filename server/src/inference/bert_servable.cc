@@ -71,12 +71,12 @@ absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registr
                                                                    const ServableOptions& options) {
   std::shared_ptr<BertServable> servable(new BertServable());
   servable->key_ = key;
-  BERTD_ASSIGN_OR_RETURN(text::BertTokenizer tokenizer, text::BertTokenizer::FromDirectory(directory));
-  servable->tokenizer_ = std::make_unique<text::BertTokenizer>(std::move(tokenizer));
-
   model::ModelLoadOptions load_options;
   load_options.device = options.device;
+  // config.json first: its errors say most about a broken model directory.
   BERTD_ASSIGN_OR_RETURN(model::LoadedBert loaded, model::LoadBertFromDirectory(directory, load_options));
+  BERTD_ASSIGN_OR_RETURN(text::BertTokenizer tokenizer, text::BertTokenizer::FromDirectory(directory));
+  servable->tokenizer_ = std::make_unique<text::BertTokenizer>(std::move(tokenizer));
   const model::BertConfig& config = loaded.config;
   if (servable->tokenizer_->vocab().size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -128,8 +128,9 @@ absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registr
   };
   std::function<void(const BatchStats&)> on_batch;
   if (options.on_batch) {
-    on_batch = [callback = options.on_batch, name = key.ToString()](const BatchStats& stats) {
-      callback(name, stats);
+    BertServable* self = servable.get();  // owns the batcher, so outlives this callback
+    on_batch = [callback = options.on_batch, name = key.ToString(), self](const BatchStats& stats) {
+      callback(name, stats, self->queue_depth());
     };
   }
   servable->batcher_ = std::make_unique<DynamicBatcher>(batcher_options, std::move(run_batch),

@@ -23,7 +23,7 @@ struct ServableOptions {
   std::string device = "cpu";
   BatcherOptions batcher;
   // Called after every batch (metrics); `key` is "name@version".
-  std::function<void(const std::string& key, const BatchStats& stats)> on_batch;
+  std::function<void(const std::string& key, const BatchStats& stats, int queue_depth)> on_batch;
 };
 
 // A loaded BERT model version: tokenizer, model and its dynamic batcher. Requests are tokenized

@@ -1,0 +1,108 @@
+#include "api/model_service.h"
+
+#include "absl/time/clock.h"
+#include "api/grpc_status.h"
+
+namespace bertd::api {
+namespace {
+
+v1::ModelState ToProto(registry::ModelState state) {
+  switch (state) {
+    case registry::ModelState::kLoading:
+      return v1::MODEL_STATE_LOADING;
+    case registry::ModelState::kReady:
+      return v1::MODEL_STATE_READY;
+    case registry::ModelState::kFailed:
+      return v1::MODEL_STATE_FAILED;
+    case registry::ModelState::kUnloading:
+      return v1::MODEL_STATE_UNLOADING;
+  }
+  return v1::MODEL_STATE_UNSPECIFIED;
+}
+
+v1::Task ToProto(registry::Task task) {
+  switch (task) {
+    case registry::Task::kSequenceClassification:
+      return v1::TASK_SEQUENCE_CLASSIFICATION;
+    case registry::Task::kNextSentencePrediction:
+      return v1::TASK_NEXT_SENTENCE_PREDICTION;
+    case registry::Task::kSpanExtraction:
+      return v1::TASK_SPAN_EXTRACTION;
+    case registry::Task::kFillMask:
+      return v1::TASK_FILL_MASK;
+    case registry::Task::kTokenization:
+      return v1::TASK_TOKENIZATION;
+  }
+  return v1::TASK_UNSPECIFIED;
+}
+
+}  // namespace
+
+void ToModelInfo(const registry::ModelStatus& status, v1::ModelInfo* info) {
+  const registry::ModelDescription& d = status.description;
+  info->set_name(status.key.name);
+  info->set_version(status.key.version);
+  info->set_state(ToProto(status.state));
+  info->set_load_error(status.load_error);
+  info->set_path(status.path);
+  info->set_load_seconds(status.load_seconds);
+  info->set_architecture(d.architecture);
+  for (registry::Task task : d.tasks) info->add_tasks(ToProto(task));
+  for (const std::string& label : d.labels) info->add_labels(label);
+  info->set_max_sequence_length(d.max_sequence_length);
+  info->set_parameter_count(d.parameter_count);
+  info->set_device(d.device);
+  info->set_precision(d.precision);
+  for (const std::string& warning : d.warnings) info->add_warnings(warning);
+  info->set_hidden_size(d.hidden_size);
+  info->set_num_layers(d.num_layers);
+  info->set_num_attention_heads(d.num_attention_heads);
+  info->set_vocab_size(d.vocab_size);
+}
+
+ModelServiceImpl::ModelServiceImpl(registry::ModelRegistry* registry, metrics::ServerMetrics* metrics)
+    : registry_(registry), metrics_(metrics) {}
+
+grpc::Status ModelServiceImpl::Record(const char* method, const absl::Status& status,
+                                      absl::Time start) {
+  metrics_->RecordRequest(method, "", absl::StatusCodeToString(status.code()),
+                          absl::ToDoubleSeconds(absl::Now() - start));
+  return ToGrpcStatus(status);
+}
+
+grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                                          v1::ListModelsResponse* response) {
+  const absl::Time start = absl::Now();
+  for (const registry::ModelStatus& status : registry_->List()) {
+    ToModelInfo(status, response->add_models());
+  }
+  return Record("ListModels", absl::OkStatus(), start);
+}
+
+grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext*, const v1::GetModelRequest* request,
+                                        v1::ModelInfo* response) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<registry::ModelStatus> status = registry_->Get(request->model());
+  if (status.ok()) ToModelInfo(*status, response);
+  return Record("GetModel", status.status(), start);
+}
+
+grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext*, const v1::LoadModelRequest* request,
+                                         v1::ModelInfo* response) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<registry::ModelStatus> status = registry_->Load(request->name(), request->version());
+  if (status.ok()) ToModelInfo(*status, response);
+  return Record("LoadModel", status.status(), start);
+}
+
+grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext*, const v1::UnloadModelRequest* request,
+                                           v1::UnloadModelResponse* response) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<registry::ModelKey>> unloaded = registry_->Unload(request->model());
+  if (unloaded.ok()) {
+    for (const registry::ModelKey& key : *unloaded) response->add_unloaded(key.ToString());
+  }
+  return Record("UnloadModel", unloaded.status(), start);
+}
+
+}  // namespace bertd::api

@@ -1,0 +1,247 @@
+// bertd: flags -> config -> wiring -> serve -> drain. The only place that constructs and wires
+// every module, and that orders shutdown.
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+
+#include <ATen/Parallel.h>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "api/inference_service.h"
+#include "api/model_service.h"
+#include "inference/bert_servable.h"
+#include "metrics/http_server.h"
+#include "metrics/process_collector.h"
+#include "metrics/server_metrics.h"
+#include "registry/model_registry.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (host:port)");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
+          "Prometheus /metrics listen address (host:port); empty disables it");
+ABSL_FLAG(std::string, data_dir, "./var", "Data directory: models, datasets, jobs");
+ABSL_FLAG(std::string, model_repository, "",
+          "Model repository (<name>/<version>/ in the Hugging Face layout); default <data_dir>/models");
+ABSL_FLAG(std::string, device, "cpu", "Device for inference: cpu, cuda or cuda:N");
+ABSL_FLAG(int, intra_op_threads, 0,
+          "LibTorch intra-op threads for inference; 0 = the CPUs this process may use");
+ABSL_FLAG(int, max_batch_size, 32, "Most sequences in one inference batch");
+ABSL_FLAG(int64_t, max_batch_tokens, 8192,
+          "Most tokens in one batch, padding included (batch size x longest sequence)");
+ABSL_FLAG(int, max_queue_delay_ms, 5,
+          "How long the oldest waiting request may wait for its batch to fill, in milliseconds");
+ABSL_FLAG(int, max_queue_size, 1024,
+          "Sequences waiting per model version; beyond it requests fail with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_inputs_per_request, 256, "Most texts (or pairs) in one request");
+ABSL_FLAG(int64_t, max_text_bytes, 64 * 1024, "Longest text field accepted, in bytes");
+ABSL_FLAG(int, max_message_bytes, 16 * 1024 * 1024, "Largest gRPC message received, in bytes");
+ABSL_FLAG(int, shutdown_grace_seconds, 20,
+          "On SIGTERM/SIGINT, how long requests in flight may take to finish");
+
+namespace bertd {
+namespace {
+
+// What the process was started with, resolved once from flags.
+struct ServerConfig {
+  std::string listen;
+  std::string metrics_listen;
+  std::string data_dir;
+  std::string model_repository;
+  std::string device;
+  int intra_op_threads = 0;
+  inference::BatcherOptions batcher;
+  api::RequestLimits limits;
+  int max_message_bytes = 0;
+  absl::Duration shutdown_grace;
+};
+
+int UsableCpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+ServerConfig ConfigFromFlags() {
+  ServerConfig config;
+  config.listen = absl::GetFlag(FLAGS_listen);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.data_dir = absl::GetFlag(FLAGS_data_dir);
+  config.model_repository = absl::GetFlag(FLAGS_model_repository);
+  if (config.model_repository.empty()) config.model_repository = config.data_dir + "/models";
+  config.device = absl::GetFlag(FLAGS_device);
+  config.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
+  if (config.intra_op_threads <= 0) config.intra_op_threads = UsableCpus();
+  config.batcher.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  config.batcher.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  config.batcher.max_queue_delay = absl::Milliseconds(absl::GetFlag(FLAGS_max_queue_delay_ms));
+  config.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
+  config.limits.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
+  config.limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  return config;
+}
+
+metrics::ModelState ToMetricsState(registry::ModelState state) {
+  switch (state) {
+    case registry::ModelState::kLoading:
+      return metrics::ModelState::kLoading;
+    case registry::ModelState::kReady:
+      return metrics::ModelState::kReady;
+    case registry::ModelState::kFailed:
+      return metrics::ModelState::kFailed;
+    case registry::ModelState::kUnloading:
+      return metrics::ModelState::kUnloading;
+  }
+  return metrics::ModelState::kFailed;
+}
+
+int Run(const ServerConfig& config) {
+  // Signals are taken by sigwait() in this thread only; every thread created below inherits
+  // the blocked mask, so none of them is interrupted.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // LibTorch defaults to one intra-op thread here; inter-op parallelism is unused by inference.
+  at::set_num_threads(config.intra_op_threads);
+  at::set_num_interop_threads(1);
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.model_repository, ec);
+  if (ec) {
+    std::fprintf(stderr, "bertd: cannot create model repository %s: %s\n",
+                 config.model_repository.c_str(), ec.message().c_str());
+    return 1;
+  }
+
+  metrics::ServerMetrics server_metrics;
+  auto process_collector = std::make_shared<metrics::ProcessCollector>();
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
+  if (!config.metrics_listen.empty()) {
+    auto started = metrics::MetricsHttpServer::Start(
+        config.metrics_listen, {server_metrics.registry(), process_collector});
+    if (!started.ok()) {
+      std::fprintf(stderr, "bertd: %s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    metrics_server = *std::move(started);
+  }
+
+  std::unique_ptr<grpc::Server> server;
+  auto set_health = [&server](const std::string& service, bool serving) {
+    if (server && server->GetHealthCheckService()) {
+      server->GetHealthCheckService()->SetServingStatus(service, serving);
+    }
+  };
+
+  inference::ServableOptions servable_options;
+  servable_options.device = config.device;
+  servable_options.batcher = config.batcher;
+  servable_options.on_batch = [&server_metrics](const std::string& model,
+                                                const inference::BatchStats& stats,
+                                                int queue_depth) {
+    server_metrics.SetQueueDepth(model, queue_depth);
+    server_metrics.RecordBatch(model, absl::ToDoubleSeconds(stats.run_time), stats.size,
+                               stats.computed_tokens, stats.computed_tokens - stats.real_tokens);
+    for (absl::Duration wait : stats.queue_times) {
+      server_metrics.ObserveQueueWait(model, absl::ToDoubleSeconds(wait));
+    }
+  };
+  registry::ModelRegistry registry(
+      config.model_repository,
+      [&servable_options](const registry::ModelKey& key, const std::string& directory)
+          -> absl::StatusOr<std::shared_ptr<registry::Servable>> {
+        auto servable = inference::BertServable::Create(key, directory, servable_options);
+        if (!servable.ok()) return servable.status();
+        return std::shared_ptr<registry::Servable>(*std::move(servable));
+      },
+      [&](const registry::ModelStatus& status) {
+        const std::string label = status.key.ToString();
+        if (status.state == registry::ModelState::kUnloading) {
+          server_metrics.RemoveModel(status.key.name, status.key.version);
+        } else {
+          server_metrics.SetModelState(status.key.name, status.key.version,
+                                       ToMetricsState(status.state));
+        }
+        if (status.state == registry::ModelState::kReady) {
+          server_metrics.ObserveModelLoad(label, status.load_seconds);
+        }
+        // Per-model health: "name@version", and "name" while any version serves.
+        const bool ready = status.state == registry::ModelState::kReady;
+        set_health(label, ready);
+        if (ready) set_health(status.key.name, true);
+      });
+
+  api::InferenceServiceImpl inference_service(&registry, &server_metrics, config.limits);
+  api::ModelServiceImpl model_service(&registry, &server_metrics);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.RegisterService(&inference_service);
+  builder.RegisterService(&model_service);
+  server = builder.BuildAndStart();
+  if (!server || bound_port == 0) {
+    std::fprintf(stderr, "bertd: cannot listen for gRPC on %s\n", config.listen.c_str());
+    return 1;
+  }
+  // Not serving until the repository has been loaded (readiness probes wait for it).
+  set_health("", false);
+  set_health("bertd.v1.InferenceService", false);
+  std::fprintf(stderr, "bertd: gRPC on %s (port %d), metrics on %s (port %d), models in %s\n",
+               config.listen.c_str(), bound_port, config.metrics_listen.c_str(),
+               metrics_server ? metrics_server->port() : 0, config.model_repository.c_str());
+
+  std::thread loader([&] {
+    registry.LoadRepository();
+    set_health("", true);
+    set_health("bertd.v1.InferenceService", true);
+    set_health("bertd.v1.ModelService", true);
+    std::fprintf(stderr, "bertd: ready (%zu model versions known)\n", registry.List().size());
+  });
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::fprintf(stderr, "bertd: received %s, draining (up to %s)\n", strsignal(signal_number),
+               absl::FormatDuration(config.shutdown_grace).c_str());
+
+  // Order: stop being ready, stop accepting and finish RPCs in flight (their batches still run),
+  // then stop the batchers and the metrics endpoint.
+  if (server->GetHealthCheckService()) server->GetHealthCheckService()->Shutdown();
+  server->Shutdown(absl::ToChronoTime(absl::Now() + config.shutdown_grace));
+  loader.join();
+  registry.Shutdown();
+  server->Wait();
+  if (metrics_server) metrics_server->Stop();
+  std::fprintf(stderr, "bertd: stopped\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace bertd
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "bertd serves and trains BERT models over gRPC.\n"
+      "  bertd --data_dir=./var --listen=0.0.0.0:50051");
+  absl::ParseCommandLine(argc, argv);
+  return bertd::Run(bertd::ConfigFromFlags());
+}
