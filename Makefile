@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DATA_DIR ?= ./var
 
-.PHONY: all deps configure build test test-all run clean format
+.PHONY: all deps configure build test run clean format
 
 all: build
 
@@ -21,6 +21,11 @@ build: configure
 # The whole default suite (unit + integration). Benchmarks never run here.
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# Starts bertd with its embedded defaults: data in $(DATA_DIR), models from $(DATA_DIR)/models.
+run: build
+	mkdir -p $(DATA_DIR)/models
+	./$(BUILD_DIR)/server/bertd --data_dir=$(DATA_DIR) $(ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR)
