@@ -4,6 +4,8 @@ set(BERTD_WARNINGS -Wall -Wextra -Wno-unused-parameter)
 
 set(_bertd_sanitize_flags "")
 if(BERTD_SANITIZE)
+  # Accepts "address,undefined" (shell-friendly) as well as a CMake list.
+  string(REPLACE "," ";" BERTD_SANITIZE "${BERTD_SANITIZE}")
   string(REPLACE ";" "," _san "${BERTD_SANITIZE}")
   set(_bertd_sanitize_flags -fsanitize=${_san} -fno-omit-frame-pointer)
   if("address" IN_LIST BERTD_SANITIZE OR "undefined" IN_LIST BERTD_SANITIZE)
