@@ -1,0 +1,93 @@
+#include "data/metrics.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace bertd::data {
+namespace {
+
+using Labels = std::vector<int32_t>;
+using Golds = std::vector<std::string>;
+
+TEST(ClassificationMetricsTest, Accuracy) {
+  EXPECT_DOUBLE_EQ(*Accuracy(Labels{1, 0, 1, 1}, Labels{1, 1, 1, 0}), 0.5);
+  EXPECT_DOUBLE_EQ(*Accuracy(Labels{}, Labels{}), 0.0);
+  absl::StatusOr<double> mismatched = Accuracy(Labels{1, 0}, Labels{1});
+  ASSERT_FALSE(mismatched.ok());
+  EXPECT_EQ(mismatched.status().message(), "2 predictions but 1 gold labels");
+}
+
+TEST(ClassificationMetricsTest, BinaryF1) {
+  // TP = 2 (0, 4), FP = 1 (1), FN = 1 (3): F1 = 2*2 / (2*2 + 1 + 1) = 2/3.
+  const Labels pred = {1, 1, 0, 0, 1};
+  const Labels gold = {1, 0, 0, 1, 1};
+  EXPECT_DOUBLE_EQ(*BinaryF1(pred, gold), 2.0 / 3.0);
+  // With 0 as the positive class: TP = 1 (2), FP = 1 (3), FN = 1 (1): 2/4.
+  EXPECT_DOUBLE_EQ(*BinaryF1(pred, gold, /*positive=*/0), 0.5);
+  EXPECT_DOUBLE_EQ(*BinaryF1(Labels{0, 0}, Labels{0, 0}), 0.0);  // no positives at all
+  EXPECT_FALSE(BinaryF1(Labels{1}, Labels{}).ok());
+}
+
+TEST(ClassificationMetricsTest, MatthewsCorrelationBinary) {
+  // Same confusion matrix as above, TP=2 FP=1 FN=1 TN=1:
+  // (TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (2 - 1) / sqrt(3*3*2*2) = 1/6.
+  EXPECT_NEAR(*MatthewsCorrelation(Labels{1, 1, 0, 0, 1}, Labels{1, 0, 0, 1, 1}), 1.0 / 6.0, 1e-12);
+  EXPECT_DOUBLE_EQ(*MatthewsCorrelation(Labels{1, 0, 1, 0}, Labels{1, 0, 1, 0}), 1.0);
+  EXPECT_DOUBLE_EQ(*MatthewsCorrelation(Labels{0, 1, 0, 1}, Labels{1, 0, 1, 0}), -1.0);
+}
+
+TEST(ClassificationMetricsTest, MatthewsCorrelationMultiClass) {
+  // 3 classes, 6 samples, 3 correct; each class predicted twice and true twice:
+  // (c*s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2)) = (18 - 12) / (36 - 12) = 0.25.
+  EXPECT_DOUBLE_EQ(*MatthewsCorrelation(Labels{0, 1, 1, 2, 2, 0}, Labels{0, 0, 1, 1, 2, 2}), 0.25);
+}
+
+TEST(ClassificationMetricsTest, MatthewsCorrelationIsZeroWhenUndefined) {
+  EXPECT_DOUBLE_EQ(*MatthewsCorrelation(Labels{1, 1, 1, 1}, Labels{1, 0, 1, 0}), 0.0);
+  EXPECT_DOUBLE_EQ(*MatthewsCorrelation(Labels{1, 0}, Labels{1, 1}), 0.0);
+  EXPECT_DOUBLE_EQ(*MatthewsCorrelation(Labels{}, Labels{}), 0.0);
+}
+
+TEST(NormalizeAnswerTest, AsTheOfficialSquadScript) {
+  EXPECT_EQ(NormalizeAnswer("The  Cat!"), "cat");
+  EXPECT_EQ(NormalizeAnswer("an apple a day, the end."), "apple day end");
+  EXPECT_EQ(NormalizeAnswer("Theater and Anthem"), "theater and anthem");  // not articles
+  EXPECT_EQ(NormalizeAnswer("the-cat"), "thecat");  // punctuation goes before articles
+  EXPECT_EQ(NormalizeAnswer("  A\t\nB  "), "b");
+  EXPECT_EQ(NormalizeAnswer("$1,000.50"), "100050");
+  // Non-ASCII letters lowercase too, and a no-break space separates words.
+  EXPECT_EQ(NormalizeAnswer("ÉTÉ The\u00A0Café"), "été café");
+  // Curly quotes are not ASCII punctuation, so they stay, but they do end words.
+  EXPECT_EQ(NormalizeAnswer("\u201Cthe\u201D dog"), "\u201C \u201D dog");
+  EXPECT_EQ(NormalizeAnswer("the"), "");
+}
+
+TEST(SquadMetricsTest, ExactMatchTakesTheBestGold) {
+  EXPECT_DOUBLE_EQ(ExactMatch("the Cat", Golds{"dog", "A cat."}), 1.0);
+  EXPECT_DOUBLE_EQ(ExactMatch("cat", Golds{"cats"}), 0.0);
+}
+
+TEST(SquadMetricsTest, TokenF1TakesTheBestGold) {
+  // Prediction {cat, sat} against {cat, sat, on, mat}: precision 1, recall 1/2, F1 2/3.
+  EXPECT_DOUBLE_EQ(TokenF1("the cat sat", Golds{"dog", "a cat sat on the mat"}), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(TokenF1("cat cat", Golds{"cat"}), 2.0 / 3.0);  // repeats count once per gold
+  EXPECT_DOUBLE_EQ(TokenF1("dog", Golds{"cat"}), 0.0);
+  EXPECT_DOUBLE_EQ(TokenF1("Denver Broncos", Golds{"Denver Broncos", "Broncos"}), 1.0);
+}
+
+TEST(SquadMetricsTest, ImpossibleQuestionsNeedAnEmptyPrediction) {
+  EXPECT_DOUBLE_EQ(ExactMatch("", Golds{}), 1.0);
+  EXPECT_DOUBLE_EQ(TokenF1("", Golds{}), 1.0);
+  EXPECT_DOUBLE_EQ(ExactMatch("France", Golds{}), 0.0);
+  EXPECT_DOUBLE_EQ(TokenF1("France", Golds{}), 0.0);
+  // A gold that normalizes to nothing counts as no answer, as in the v2.0 script.
+  EXPECT_DOUBLE_EQ(ExactMatch("", Golds{"The"}), 1.0);
+  EXPECT_DOUBLE_EQ(TokenF1("the", Golds{""}), 1.0);
+  // And an empty prediction scores 0 against a real answer.
+  EXPECT_DOUBLE_EQ(TokenF1("", Golds{"France"}), 0.0);
+}
+
+}  // namespace
+}  // namespace bertd::data
