@@ -184,7 +184,7 @@ int Run(const ServerConfig& config) {
         // Per-model health: "name@version", and "name" while any version serves.
         const bool ready = status.state == registry::ModelState::kReady;
         set_health(label, ready);
-        if (ready) set_health(status.key.name, true);
+        set_health(status.key.name, ready || registry.Resolve(status.key.name).ok());
       });
 
   api::InferenceServiceImpl inference_service(&registry, &server_metrics, config.limits);

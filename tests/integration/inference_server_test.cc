@@ -488,7 +488,13 @@ TEST_F(InferenceServerTest, HealthPerModelAndReflection) {
 TEST_F(InferenceServerTest, MetricsParseAsPrometheusTextAndCoverTheServer) {
   ASSERT_TRUE(ClassifyStatus(inference_.get(), "classifier", {"warm up"}).ok());
   ASSERT_EQ(ClassifyStatus(inference_.get(), "nope", {"x"}).error_code(), grpc::StatusCode::NOT_FOUND);
-  std::string text = HttpGet(server_->metrics_port(), "/metrics");
+  // Batch metrics are recorded just after a batch's requests are answered: allow a moment.
+  std::string text;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    text = HttpGet(server_->metrics_port(), "/metrics");
+    if (text.find("bertd_inference_duration_seconds_bucket") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   ASSERT_FALSE(text.empty());
   std::regex sample(R"re(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? [-+]?([0-9.eE+-]+|NaN|[+-]?Inf)( -?[0-9]+)?$)re");
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
