@@ -1,0 +1,204 @@
+#include "training/job_spec.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "training/lr_schedule.h"
+
+namespace bertd::training {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::pair<TrainingTask, const char*> kTaskNames[] = {
+    {TrainingTask::kSequenceClassification, "sequence_classification"},
+    {TrainingTask::kSentencePairClassification, "sentence_pair_classification"},
+    {TrainingTask::kNextSentence, "next_sentence"},
+    {TrainingTask::kSpanExtraction, "span_extraction"},
+};
+
+template <typename T>
+absl::Status Read(const json& object, const std::string& prefix, const char* key, T* out) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return absl::OkStatus();
+  const std::string field = prefix + key;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) return absl::InvalidArgumentError(field + ": expected true or false");
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) return absl::InvalidArgumentError(field + ": expected a string");
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!it->is_number_integer()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": expected an integer, got ", it->dump()));
+    }
+  } else {
+    if (!it->is_number()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": expected a number, got ", it->dump()));
+    }
+  }
+  *out = it->get<T>();
+  return absl::OkStatus();
+}
+
+absl::Status Check(bool ok, const std::string& field, const std::string& expected, double value) {
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": must be ", expected, ", got ", value));
+}
+
+}  // namespace
+
+const char* TrainingTaskName(TrainingTask task) {
+  for (const auto& [value, name] : kTaskNames) {
+    if (value == task) return name;
+  }
+  return "unknown";
+}
+
+absl::StatusOr<TrainingTask> ParseTrainingTask(absl::string_view name) {
+  for (const auto& [value, known] : kTaskNames) {
+    if (name == known) return value;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "task: '", name, "' is not a training task; expected sequence_classification, "
+      "sentence_pair_classification, next_sentence or span_extraction"));
+}
+
+absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json_text) {
+  json root = json::parse(json_text.begin(), json_text.end(), nullptr, false);
+  if (!root.is_object()) return absl::InvalidArgumentError("job spec: expected a JSON object");
+  TrainingJobSpec spec;
+  std::string task = TrainingTaskName(spec.task);
+  BERTD_RETURN_IF_ERROR(Read(root, "", "name", &spec.name));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "task", &task));
+  BERTD_ASSIGN_OR_RETURN(spec.task, ParseTrainingTask(task));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "base_model", &spec.base_model));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "train_dataset", &spec.train_dataset));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "eval_dataset", &spec.eval_dataset));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "eval_split", &spec.eval_split));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "output_model", &spec.output_model));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "priority", &spec.priority));
+
+  const json hp = root.contains("hyperparameters") ? root["hyperparameters"] : json::object();
+  if (!hp.is_object()) return absl::InvalidArgumentError("hyperparameters: expected an object");
+  const std::string p = "hyperparameters.";
+  TrainingArguments& a = spec.args;
+  static const char* const kKnown[] = {
+      "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+      "per_device_eval_batch_size", "gradient_accumulation_steps", "weight_decay", "adam_beta1",
+      "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
+      "warmup_ratio", "seed", "max_seq_length", "doc_stride", "eval_strategy", "eval_steps",
+      "save_steps", "save_total_limit", "load_best_model_at_end", "metric_for_best_model",
+      "early_stopping_patience", "bf16"};
+  for (const auto& [key, value] : hp.items()) {
+    bool known = false;
+    for (const char* name : kKnown) known = known || key == name;
+    if (!known) return absl::InvalidArgumentError(absl::StrCat(p, key, ": unknown hyperparameter"));
+  }
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "learning_rate", &a.learning_rate));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "num_train_epochs", &a.num_train_epochs));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "max_steps", &a.max_steps));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "per_device_train_batch_size", &a.per_device_train_batch_size));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "per_device_eval_batch_size", &a.per_device_eval_batch_size));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "gradient_accumulation_steps", &a.gradient_accumulation_steps));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "weight_decay", &a.weight_decay));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "adam_beta1", &a.adam_beta1));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "adam_beta2", &a.adam_beta2));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "adam_epsilon", &a.adam_epsilon));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "max_grad_norm", &a.max_grad_norm));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "lr_scheduler_type", &a.lr_scheduler_type));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "warmup_steps", &a.warmup_steps));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "warmup_ratio", &a.warmup_ratio));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "seed", &a.seed));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "max_seq_length", &a.max_seq_length));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "doc_stride", &a.doc_stride));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "eval_strategy", &a.eval_strategy));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "eval_steps", &a.eval_steps));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "save_steps", &a.save_steps));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "save_total_limit", &a.save_total_limit));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "load_best_model_at_end", &a.load_best_model_at_end));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "metric_for_best_model", &a.metric_for_best_model));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "early_stopping_patience", &a.early_stopping_patience));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "bf16", &a.bf16));
+  BERTD_RETURN_IF_ERROR(spec.Validate());
+  return spec;
+}
+
+std::string TrainingJobSpec::ToJson() const {
+  const TrainingArguments& a = args;
+  json hp = {{"learning_rate", a.learning_rate},
+             {"num_train_epochs", a.num_train_epochs},
+             {"max_steps", a.max_steps},
+             {"per_device_train_batch_size", a.per_device_train_batch_size},
+             {"per_device_eval_batch_size", a.per_device_eval_batch_size},
+             {"gradient_accumulation_steps", a.gradient_accumulation_steps},
+             {"weight_decay", a.weight_decay},
+             {"adam_beta1", a.adam_beta1},
+             {"adam_beta2", a.adam_beta2},
+             {"adam_epsilon", a.adam_epsilon},
+             {"max_grad_norm", a.max_grad_norm},
+             {"lr_scheduler_type", a.lr_scheduler_type},
+             {"warmup_steps", a.warmup_steps},
+             {"warmup_ratio", a.warmup_ratio},
+             {"seed", a.seed},
+             {"max_seq_length", a.max_seq_length},
+             {"doc_stride", a.doc_stride},
+             {"eval_strategy", a.eval_strategy},
+             {"eval_steps", a.eval_steps},
+             {"save_steps", a.save_steps},
+             {"save_total_limit", a.save_total_limit},
+             {"load_best_model_at_end", a.load_best_model_at_end},
+             {"metric_for_best_model", a.metric_for_best_model},
+             {"early_stopping_patience", a.early_stopping_patience},
+             {"bf16", a.bf16}};
+  json root = {{"name", name},
+               {"task", TrainingTaskName(task)},
+               {"base_model", base_model},
+               {"train_dataset", train_dataset},
+               {"eval_dataset", eval_dataset},
+               {"eval_split", eval_split},
+               {"output_model", output_model},
+               {"priority", priority},
+               {"hyperparameters", hp}};
+  return root.dump();
+}
+
+absl::Status TrainingJobSpec::Validate() const {
+  if (base_model.empty()) return absl::InvalidArgumentError("base_model: required");
+  if (train_dataset.empty()) return absl::InvalidArgumentError("train_dataset: required");
+  if (output_model.empty()) return absl::InvalidArgumentError("output_model: required");
+  BERTD_RETURN_IF_ERROR(Check(eval_split >= 0 && eval_split < 1, "eval_split", "in [0, 1)", eval_split));
+  const TrainingArguments& a = args;
+  const std::string p = "hyperparameters.";
+  BERTD_RETURN_IF_ERROR(Check(a.learning_rate > 0 && a.learning_rate < 1, p + "learning_rate", "in (0, 1)", a.learning_rate));
+  BERTD_RETURN_IF_ERROR(Check(a.num_train_epochs > 0 || a.max_steps > 0, p + "num_train_epochs", "> 0 (or set max_steps)", a.num_train_epochs));
+  BERTD_RETURN_IF_ERROR(Check(a.max_steps == -1 || a.max_steps > 0, p + "max_steps", "-1 or > 0", a.max_steps));
+  BERTD_RETURN_IF_ERROR(Check(a.per_device_train_batch_size >= 1 && a.per_device_train_batch_size <= 4096, p + "per_device_train_batch_size", "in [1, 4096]", a.per_device_train_batch_size));
+  BERTD_RETURN_IF_ERROR(Check(a.per_device_eval_batch_size >= 1 && a.per_device_eval_batch_size <= 4096, p + "per_device_eval_batch_size", "in [1, 4096]", a.per_device_eval_batch_size));
+  BERTD_RETURN_IF_ERROR(Check(a.gradient_accumulation_steps >= 1, p + "gradient_accumulation_steps", ">= 1", a.gradient_accumulation_steps));
+  BERTD_RETURN_IF_ERROR(Check(a.weight_decay >= 0, p + "weight_decay", ">= 0", a.weight_decay));
+  BERTD_RETURN_IF_ERROR(Check(a.adam_beta1 >= 0 && a.adam_beta1 < 1, p + "adam_beta1", "in [0, 1)", a.adam_beta1));
+  BERTD_RETURN_IF_ERROR(Check(a.adam_beta2 >= 0 && a.adam_beta2 < 1, p + "adam_beta2", "in [0, 1)", a.adam_beta2));
+  BERTD_RETURN_IF_ERROR(Check(a.adam_epsilon > 0, p + "adam_epsilon", "> 0", a.adam_epsilon));
+  BERTD_RETURN_IF_ERROR(Check(a.max_grad_norm >= 0, p + "max_grad_norm", ">= 0 (0 disables clipping)", a.max_grad_norm));
+  BERTD_RETURN_IF_ERROR(LrSchedule::ParseType(a.lr_scheduler_type).status());
+  BERTD_RETURN_IF_ERROR(Check(a.warmup_steps >= 0, p + "warmup_steps", ">= 0", a.warmup_steps));
+  BERTD_RETURN_IF_ERROR(Check(a.warmup_ratio >= 0 && a.warmup_ratio <= 1, p + "warmup_ratio", "in [0, 1]", a.warmup_ratio));
+  BERTD_RETURN_IF_ERROR(Check(a.max_seq_length >= 8 && a.max_seq_length <= 8192, p + "max_seq_length", "in [8, 8192]", a.max_seq_length));
+  BERTD_RETURN_IF_ERROR(Check(a.doc_stride >= 0, p + "doc_stride", ">= 0", a.doc_stride));
+  if (a.eval_strategy != "no" && a.eval_strategy != "steps" && a.eval_strategy != "epoch") {
+    return absl::InvalidArgumentError(absl::StrCat(p, "eval_strategy: '", a.eval_strategy,
+                                                   "' is not one of no, steps, epoch"));
+  }
+  BERTD_RETURN_IF_ERROR(Check(a.eval_steps > 0, p + "eval_steps", "> 0", a.eval_steps));
+  BERTD_RETURN_IF_ERROR(Check(a.save_steps > 0, p + "save_steps", "> 0", a.save_steps));
+  BERTD_RETURN_IF_ERROR(Check(a.save_total_limit >= 0, p + "save_total_limit", ">= 0", a.save_total_limit));
+  BERTD_RETURN_IF_ERROR(Check(a.early_stopping_patience >= 0, p + "early_stopping_patience", ">= 0", a.early_stopping_patience));
+  if ((a.load_best_model_at_end || a.early_stopping_patience > 0) && a.eval_strategy == "no") {
+    return absl::InvalidArgumentError(
+        p + "eval_strategy: load_best_model_at_end and early_stopping_patience need evaluation "
+            "(steps or epoch)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace bertd::training
