@@ -1,0 +1,85 @@
+#ifndef BERTD_JOBS_TRAINING_RUNNER_H_
+#define BERTD_JOBS_TRAINING_RUNNER_H_
+
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "data/dataset.h"
+#include "jobs/job_store.h"
+#include "jobs/scheduler.h"
+#include "registry/model_registry.h"
+#include "training/job_spec.h"
+#include "training/trainer.h"
+
+namespace bertd::jobs {
+
+// --- Stored datasets ----------------------------------------------------------------------------
+// Shared by the dataset upload (which stores them) and the runner (which parses the file again).
+
+// DatasetRecord::spec_json: format, has_header, text/text_pair/label as {"name": ...} or
+// {"index": ...}, allowed_labels. max_bytes is not stored (it limits uploads, not stored files).
+std::string DatasetSpecToJson(const data::DatasetSpec& spec);
+absl::StatusOr<data::DatasetSpec> DatasetSpecFromJson(absl::string_view json_text);
+
+// Where a dataset's file is: records hold paths relative to the data directory, so the
+// directory can move.
+std::string DatasetFilePath(const std::string& data_dir, const DatasetRecord& record);
+
+// INVALID_ARGUMENT naming `field` when the dataset's columns cannot feed `task`: classification
+// needs text and label, pair tasks also text_pair, span_extraction needs squad_json.
+absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::TrainingTask task,
+                                  absl::string_view field);
+
+// Splits `examples` into (train, eval): a seeded shuffle picks round(fraction * n) examples for
+// eval, both parts keep file order. Same seed and data -> same split on every machine and run,
+// so a resumed job trains on exactly the examples it started with.
+void SplitForEval(std::vector<data::Example> examples, double fraction, uint64_t seed,
+                  std::vector<data::Example>* train, std::vector<data::Example>* eval);
+
+// 1 + the highest integer version directory under `model_dir`; 1 when there is none.
+int64_t NextModelVersion(const std::string& model_dir);
+
+// --- Runner -------------------------------------------------------------------------------------
+
+struct TrainingRunnerOptions {
+  JobStore* store = nullptr;
+  registry::ModelRegistry* registry = nullptr;
+  std::string data_dir;       // jobs' work directories go under <data_dir>/jobs/<id>/
+  int intra_op_threads = 0;   // for training; 0: leave LibTorch's setting
+};
+
+// Turns a stored job into one training::RunFineTuning call and serves the result:
+// datasets are parsed again from their stored files, the model is written to
+// <repository>/<output_model>/<next version>/ and loaded into the registry. A CANCELLED status
+// during a shutdown leaves the work directory (with its checkpoints) for the resumed run.
+class TrainingRunner {
+ public:
+  explicit TrainingRunner(TrainingRunnerOptions options);
+
+  // A jobs::JobRunner.
+  absl::Status Run(const JobRecord& job, const std::string& worker, JobContext& context);
+  JobRunner AsJobRunner();
+
+ private:
+  absl::StatusOr<training::TrainingData> LoadData(const training::TrainingJobSpec& spec,
+                                                  JobContext& context);
+  absl::StatusOr<data::ParsedDataset> ParseStored(const std::string& id_or_name,
+                                                  std::vector<std::string>* allowed_labels);
+  // Picks and reserves the output version so that two jobs writing the same model at once
+  // cannot pick the same directory.
+  std::string ReserveVersion(const std::string& model);
+  void ReleaseVersion(const std::string& model, const std::string& version);
+
+  const TrainingRunnerOptions options_;
+  absl::Mutex mu_;
+  std::set<std::pair<std::string, std::string>> reserved_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace bertd::jobs
+
+#endif  // BERTD_JOBS_TRAINING_RUNNER_H_
