@@ -1,0 +1,55 @@
+#ifndef BERTD_API_DATASET_SERVICE_H_
+#define BERTD_API_DATASET_SERVICE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "bertd/v1/datasets.grpc.pb.h"
+#include "jobs/job_store.h"
+#include "metrics/server_metrics.h"
+
+namespace bertd::api {
+
+struct DatasetServiceOptions {
+  std::string data_dir;  // files go to <data_dir>/datasets/<id>/data.<format>
+  int64_t max_dataset_bytes = int64_t{1} << 30;
+};
+
+// bertd.v1.DatasetService. Synchronous handlers: an upload streams to disk and then parses the
+// whole file, seconds of work that must not sit on the callback threads serving inference.
+class DatasetServiceImpl final : public bertd::v1::DatasetService::Service {
+ public:
+  DatasetServiceImpl(jobs::JobStore* store, metrics::ServerMetrics* metrics,
+                     DatasetServiceOptions options);
+
+  // Removes what a crash mid-upload can leave: temporary files, and dataset directories whose
+  // record was never committed. Call once at startup, before serving.
+  void RemoveLeftovers();
+
+  grpc::Status UploadDataset(grpc::ServerContext* context,
+                             grpc::ServerReader<v1::UploadDatasetRequest>* reader,
+                             v1::Dataset* response) override;
+  grpc::Status ListDatasets(grpc::ServerContext* context, const v1::ListDatasetsRequest* request,
+                            v1::ListDatasetsResponse* response) override;
+  grpc::Status GetDataset(grpc::ServerContext* context, const v1::GetDatasetRequest* request,
+                          v1::Dataset* response) override;
+  grpc::Status DeleteDataset(grpc::ServerContext* context, const v1::DeleteDatasetRequest* request,
+                             v1::DeleteDatasetResponse* response) override;
+
+ private:
+  absl::StatusOr<jobs::DatasetRecord> Upload(grpc::ServerContext* context,
+                                             grpc::ServerReader<v1::UploadDatasetRequest>* reader);
+  grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
+  std::string datasets_dir() const;
+
+  jobs::JobStore* const store_;
+  metrics::ServerMetrics* const metrics_;
+  const DatasetServiceOptions options_;
+};
+
+// Fills a Dataset from its stored record.
+void ToDatasetProto(const jobs::DatasetRecord& record, v1::Dataset* dataset);
+
+}  // namespace bertd::api
+
+#endif  // BERTD_API_DATASET_SERVICE_H_

@@ -1,0 +1,400 @@
+#include "api/job_service.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "api/grpc_status.h"
+#include "common/status_macros.h"
+#include "jobs/event_cursor.h"
+#include "jobs/training_runner.h"
+
+namespace bertd::api {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::pair<v1::TrainingTask, training::TrainingTask> kTasks[] = {
+    {v1::TRAINING_TASK_SEQUENCE_CLASSIFICATION, training::TrainingTask::kSequenceClassification},
+    {v1::TRAINING_TASK_SENTENCE_PAIR_CLASSIFICATION,
+     training::TrainingTask::kSentencePairClassification},
+    {v1::TRAINING_TASK_NEXT_SENTENCE, training::TrainingTask::kNextSentence},
+    {v1::TRAINING_TASK_SPAN_EXTRACTION, training::TrainingTask::kSpanExtraction},
+};
+
+constexpr std::pair<v1::JobState, jobs::JobState> kStates[] = {
+    {v1::JOB_STATE_QUEUED, jobs::JobState::kQueued},
+    {v1::JOB_STATE_RUNNING, jobs::JobState::kRunning},
+    {v1::JOB_STATE_SUCCEEDED, jobs::JobState::kSucceeded},
+    {v1::JOB_STATE_FAILED, jobs::JobState::kFailed},
+    {v1::JOB_STATE_CANCELLED, jobs::JobState::kCancelled},
+};
+
+v1::JobState ToProto(jobs::JobState state) {
+  for (const auto& [proto, value] : kStates) {
+    if (value == state) return proto;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+void SetTime(int64_t ms, google::protobuf::Timestamp* out) {
+  out->set_seconds(ms / 1000);
+  out->set_nanos(static_cast<int32_t>(ms % 1000) * 1000000);
+}
+
+// The JSON form TrainingJobSpec::FromJson reads. Only hyperparameters the client set are
+// written, so the others take TrainingArguments' defaults.
+json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
+  json root = {{"name", spec.name().empty() ? spec.output_model() : spec.name()},
+               {"task", task},
+               {"base_model", spec.base_model()},
+               {"train_dataset", spec.train_dataset()},
+               {"eval_dataset", spec.eval_dataset()},
+               {"eval_split", spec.eval_split()},
+               {"output_model", spec.output_model()},
+               {"priority", spec.priority()}};
+  const v1::Hyperparameters& h = spec.hyperparameters();
+  json hp = json::object();
+#define BERTD_COPY_IF_SET(field) \
+  if (h.has_##field()) hp[#field] = h.field()
+  BERTD_COPY_IF_SET(learning_rate);
+  BERTD_COPY_IF_SET(num_train_epochs);
+  BERTD_COPY_IF_SET(max_steps);
+  BERTD_COPY_IF_SET(per_device_train_batch_size);
+  BERTD_COPY_IF_SET(per_device_eval_batch_size);
+  BERTD_COPY_IF_SET(gradient_accumulation_steps);
+  BERTD_COPY_IF_SET(weight_decay);
+  BERTD_COPY_IF_SET(adam_beta1);
+  BERTD_COPY_IF_SET(adam_beta2);
+  BERTD_COPY_IF_SET(adam_epsilon);
+  BERTD_COPY_IF_SET(max_grad_norm);
+  BERTD_COPY_IF_SET(lr_scheduler_type);
+  BERTD_COPY_IF_SET(warmup_steps);
+  BERTD_COPY_IF_SET(warmup_ratio);
+  BERTD_COPY_IF_SET(seed);
+  BERTD_COPY_IF_SET(max_seq_length);
+  BERTD_COPY_IF_SET(doc_stride);
+  BERTD_COPY_IF_SET(eval_strategy);
+  BERTD_COPY_IF_SET(eval_steps);
+  BERTD_COPY_IF_SET(save_steps);
+  BERTD_COPY_IF_SET(save_total_limit);
+  BERTD_COPY_IF_SET(load_best_model_at_end);
+  BERTD_COPY_IF_SET(metric_for_best_model);
+  BERTD_COPY_IF_SET(early_stopping_patience);
+  BERTD_COPY_IF_SET(bf16);
+#undef BERTD_COPY_IF_SET
+  root["hyperparameters"] = hp;
+  return root;
+}
+
+void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
+  out->set_name(spec.name);
+  for (const auto& [proto, value] : kTasks) {
+    if (value == spec.task) out->set_task(proto);
+  }
+  out->set_base_model(spec.base_model);
+  out->set_train_dataset(spec.train_dataset);
+  out->set_eval_dataset(spec.eval_dataset);
+  out->set_eval_split(spec.eval_split);
+  out->set_output_model(spec.output_model);
+  out->set_priority(spec.priority);
+  const training::TrainingArguments& a = spec.args;
+  v1::Hyperparameters* h = out->mutable_hyperparameters();
+  h->set_learning_rate(a.learning_rate);
+  h->set_num_train_epochs(a.num_train_epochs);
+  h->set_max_steps(a.max_steps);
+  h->set_per_device_train_batch_size(a.per_device_train_batch_size);
+  h->set_per_device_eval_batch_size(a.per_device_eval_batch_size);
+  h->set_gradient_accumulation_steps(a.gradient_accumulation_steps);
+  h->set_weight_decay(a.weight_decay);
+  h->set_adam_beta1(a.adam_beta1);
+  h->set_adam_beta2(a.adam_beta2);
+  h->set_adam_epsilon(a.adam_epsilon);
+  h->set_max_grad_norm(a.max_grad_norm);
+  h->set_lr_scheduler_type(a.lr_scheduler_type);
+  h->set_warmup_steps(a.warmup_steps);
+  h->set_warmup_ratio(a.warmup_ratio);
+  h->set_seed(a.seed);
+  h->set_max_seq_length(a.max_seq_length);
+  h->set_doc_stride(a.doc_stride);
+  h->set_eval_strategy(a.eval_strategy);
+  h->set_eval_steps(a.eval_steps);
+  h->set_save_steps(a.save_steps);
+  h->set_save_total_limit(a.save_total_limit);
+  h->set_load_best_model_at_end(a.load_best_model_at_end);
+  h->set_metric_for_best_model(a.metric_for_best_model);
+  h->set_early_stopping_patience(a.early_stopping_patience);
+  h->set_bf16(a.bf16);
+}
+
+double Number(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number() ? it->get<double>() : 0;
+}
+
+int64_t Integer(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number() ? it->get<int64_t>() : 0;
+}
+
+std::string String(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+void ProgressFromJson(const json& payload, v1::Progress* out) {
+  out->set_epoch(Number(payload, "epoch"));
+  out->set_step(Integer(payload, "step"));
+  out->set_total_steps(Integer(payload, "total_steps"));
+  out->set_loss(Number(payload, "loss"));
+  out->set_learning_rate(Number(payload, "learning_rate"));
+  out->set_samples_per_second(Number(payload, "samples_per_second"));
+  out->set_eta_seconds(Number(payload, "eta_seconds"));
+}
+
+void MetricsFromJson(const json& payload, google::protobuf::Map<std::string, double>* out) {
+  auto it = payload.find("metrics");
+  if (it == payload.end() || !it->is_object()) return;
+  for (const auto& [name, value] : it->items()) {
+    if (value.is_number()) (*out)[name] = value.get<double>();
+  }
+}
+
+}  // namespace
+
+absl::Status ToJobEventProto(const jobs::JobEvent& event, v1::JobEvent* out) {
+  out->set_seq(event.seq);
+  out->set_job_id(event.job_id);
+  SetTime(event.time_ms, out->mutable_time());
+  const json payload = json::parse(event.payload_json, nullptr, false);
+  if (!payload.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event ", event.seq, " of ", event.job_id, ": payload is not a JSON object"));
+  }
+  if (event.type == "state") {
+    v1::StateChange* state = out->mutable_state();
+    absl::StatusOr<jobs::JobState> parsed = jobs::ParseJobState(String(payload, "state"));
+    state->set_state(parsed.ok() ? ToProto(*parsed) : v1::JOB_STATE_UNSPECIFIED);
+    state->set_error(String(payload, "error"));
+    state->set_result_model(String(payload, "result_model"));
+    state->set_worker(String(payload, "worker"));
+    state->set_reason(String(payload, "reason"));
+    state->set_attempts(static_cast<int32_t>(Integer(payload, "attempts")));
+  } else if (event.type == "progress") {
+    ProgressFromJson(payload, out->mutable_progress());
+  } else if (event.type == "eval") {
+    out->mutable_evaluation()->set_step(Integer(payload, "step"));
+    MetricsFromJson(payload, out->mutable_evaluation()->mutable_metrics());
+  } else if (event.type == "checkpoint") {
+    out->mutable_checkpoint()->set_step(Integer(payload, "step"));
+    out->mutable_checkpoint()->set_path(String(payload, "path"));
+  } else {
+    // "log", and any type added later, reaches the client as a line of text.
+    std::string line = String(payload, "message");
+    if (line.empty() && event.type != "log") line = absl::StrCat(event.type, ": ", event.payload_json);
+    out->mutable_log()->set_line(line);
+  }
+  return absl::OkStatus();
+}
+
+JobServiceImpl::JobServiceImpl(jobs::JobStore* store, jobs::JobScheduler* scheduler,
+                               registry::ModelRegistry* registry, metrics::ServerMetrics* metrics,
+                               JobServiceOptions options)
+    : store_(store),
+      scheduler_(scheduler),
+      registry_(registry),
+      metrics_(metrics),
+      options_(options) {}
+
+grpc::Status JobServiceImpl::Record(const char* method, const absl::Status& status,
+                                    absl::Time start) {
+  metrics_->RecordRequest(method, "", absl::StatusCodeToString(status.code()),
+                          absl::ToDoubleSeconds(absl::Now() - start));
+  return ToGrpcStatus(status);
+}
+
+absl::Status JobServiceImpl::ToJobProto(const jobs::JobRecord& record, v1::Job* job) {
+  job->set_id(record.id);
+  job->set_name(record.name);
+  job->set_state(ToProto(record.state));
+  job->set_error(record.error);
+  job->set_worker(record.worker);
+  job->set_result_model(record.result_model);
+  job->set_attempts(record.attempts);
+  job->set_cancel_requested(record.cancel_requested);
+  SetTime(record.created_at_ms, job->mutable_created_at());
+  if (record.started_at_ms > 0) SetTime(record.started_at_ms, job->mutable_started_at());
+  if (record.finished_at_ms > 0) SetTime(record.finished_at_ms, job->mutable_finished_at());
+  absl::StatusOr<training::TrainingJobSpec> spec =
+      training::TrainingJobSpec::FromJson(record.spec_json);
+  if (spec.ok()) SpecToProto(*spec, job->mutable_spec());
+
+  BERTD_ASSIGN_OR_RETURN(std::vector<jobs::JobEvent> events, store_->Events(record.id));
+  // Latest of each kind: walk back from the end.
+  bool have_progress = false, have_eval = false;
+  for (auto it = events.rbegin(); it != events.rend() && !(have_progress && have_eval); ++it) {
+    if (it->type != "progress" && it->type != "eval") continue;
+    const json payload = json::parse(it->payload_json, nullptr, false);
+    if (!payload.is_object()) continue;
+    if (it->type == "progress" && !have_progress) {
+      ProgressFromJson(payload, job->mutable_progress());
+      have_progress = true;
+    } else if (it->type == "eval" && !have_eval) {
+      MetricsFromJson(payload, job->mutable_eval_metrics());
+      have_eval = true;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> JobServiceImpl::CheckDataset(const std::string& id_or_name,
+                                                         const char* field,
+                                                         training::TrainingTask task) {
+  absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(id_or_name);
+  if (record.status().code() == absl::StatusCode::kNotFound) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": dataset '", id_or_name, "' does not exist"));
+  }
+  if (!record.ok()) return record.status();
+  BERTD_ASSIGN_OR_RETURN(data::DatasetSpec spec, jobs::DatasetSpecFromJson(record->spec_json));
+  BERTD_RETURN_IF_ERROR(jobs::CheckDatasetFitsTask(spec, task, field));
+  return record->id;
+}
+
+absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto) {
+  std::string task;
+  for (const auto& [value, domain] : kTasks) {
+    if (value == proto.task()) task = training::TrainingTaskName(domain);
+  }
+  if (task.empty()) {
+    return absl::InvalidArgumentError(
+        "task: required (sequence_classification, sentence_pair_classification, next_sentence or "
+        "span_extraction)");
+  }
+  BERTD_ASSIGN_OR_RETURN(training::TrainingJobSpec spec,
+                         training::TrainingJobSpec::FromJson(SpecToJson(proto, task).dump()));
+  BERTD_RETURN_IF_ERROR(registry::ValidateName("output_model", spec.output_model));
+
+  absl::StatusOr<registry::ModelStatus> base = registry_->Get(spec.base_model);
+  if (!base.ok() || base->state != registry::ModelState::kReady) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "base_model: model '", spec.base_model, "' is not loaded",
+        base.ok() ? absl::StrCat(" (", registry::ModelStateName(base->state), ")") : ""));
+  }
+  std::vector<std::string> dataset_ids;
+  BERTD_ASSIGN_OR_RETURN(std::string train_id,
+                         CheckDataset(spec.train_dataset, "train_dataset", spec.task));
+  dataset_ids.push_back(train_id);
+  if (!spec.eval_dataset.empty()) {
+    BERTD_ASSIGN_OR_RETURN(std::string eval_id,
+                           CheckDataset(spec.eval_dataset, "eval_dataset", spec.task));
+    if (eval_id != train_id) dataset_ids.push_back(eval_id);
+  }
+
+  BERTD_ASSIGN_OR_RETURN(std::vector<jobs::JobRecord> queued, store_->List(jobs::JobState::kQueued));
+  if (static_cast<int>(queued.size()) >= options_.max_queued_jobs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the queue holds ", queued.size(), " jobs (--max_queued_jobs=", options_.max_queued_jobs,
+        "); retry when some have run"));
+  }
+
+  jobs::JobRecord job;
+  job.name = spec.name;
+  job.task = training::TrainingTaskName(spec.task);
+  job.priority = spec.priority;
+  job.spec_json = spec.ToJson();
+  BERTD_ASSIGN_OR_RETURN(job, store_->Create(std::move(job), dataset_ids));
+  scheduler_->Notify();
+  return job;
+}
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
+                                       v1::Job* response) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<jobs::JobRecord> job = Submit(request->spec());
+  absl::Status status = job.status();
+  if (job.ok()) status = ToJobProto(*job, response);
+  return Record("SubmitJob", status, start);
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+                                    v1::Job* response) {
+  const absl::Time start = absl::Now();
+  if (request->job_id().empty()) {
+    return Record("GetJob", absl::InvalidArgumentError("job_id is empty"), start);
+  }
+  absl::StatusOr<jobs::JobRecord> job = store_->Get(request->job_id());
+  absl::Status status = job.status();
+  if (job.ok()) status = ToJobProto(*job, response);
+  return Record("GetJob", status, start);
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  const absl::Time start = absl::Now();
+  std::optional<jobs::JobState> state;
+  for (const auto& [proto, value] : kStates) {
+    if (proto == request->state()) state = value;
+  }
+  absl::StatusOr<std::vector<jobs::JobRecord>> jobs = store_->List(state, request->limit());
+  absl::Status status = jobs.status();
+  if (jobs.ok()) {
+    for (const jobs::JobRecord& job : *jobs) {
+      status.Update(ToJobProto(job, response->add_jobs()));
+    }
+  }
+  return Record("ListJobs", status, start);
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request,
+                                       v1::Job* response) {
+  const absl::Time start = absl::Now();
+  if (request->job_id().empty()) {
+    return Record("CancelJob", absl::InvalidArgumentError("job_id is empty"), start);
+  }
+  absl::StatusOr<jobs::JobRecord> job = scheduler_->Cancel(request->job_id());
+  absl::Status status = job.status();
+  if (job.ok()) status = ToJobProto(*job, response);
+  return Record("CancelJob", status, start);
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::JobEvent>* writer) {
+  const absl::Time start = absl::Now();
+  if (request->job_id().empty()) {
+    return Record("WatchJob", absl::InvalidArgumentError("job_id is empty"), start);
+  }
+  jobs::EventCursor cursor(store_, request->job_id(), request->after_seq());
+  jobs::JobEvent event;
+  absl::Status status;
+  // Short waits: the loop notices a client that went away or a server shutdown within them.
+  constexpr absl::Duration kPoll = absl::Milliseconds(250);
+  while (true) {
+    if (context->IsCancelled()) {
+      status = absl::CancelledError("the client cancelled the watch");
+      break;
+    }
+    if (shutting_down_) {
+      status = absl::UnavailableError("the server is shutting down; watch again with after_seq");
+      break;
+    }
+    if (cursor.Next(&event, absl::Now() + kPoll)) {
+      v1::JobEvent proto;
+      status = ToJobEventProto(event, &proto);
+      if (!status.ok()) break;
+      if (!writer->Write(proto)) {
+        status = absl::CancelledError("the client went away");
+        break;
+      }
+      continue;
+    }
+    if (cursor.done()) {
+      status = cursor.status();
+      break;
+    }
+  }
+  cursor.Cancel();
+  return Record("WatchJob", status, start);
+}
+
+}  // namespace bertd::api

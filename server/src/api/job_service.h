@@ -1,0 +1,67 @@
+#ifndef BERTD_API_JOB_SERVICE_H_
+#define BERTD_API_JOB_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "bertd/v1/jobs.grpc.pb.h"
+#include "jobs/job_store.h"
+#include "jobs/scheduler.h"
+#include "metrics/server_metrics.h"
+#include "registry/model_registry.h"
+#include "training/job_spec.h"
+
+namespace bertd::api {
+
+struct JobServiceOptions {
+  int max_queued_jobs = 1000;
+};
+
+// bertd.v1.JobService. Synchronous handlers: job RPCs are rare and short, except WatchJob, whose
+// stream waits on an EventCursor; a sync thread per watcher is fine at the handful of watchers a
+// training server has.
+class JobServiceImpl final : public bertd::v1::JobService::Service {
+ public:
+  JobServiceImpl(jobs::JobStore* store, jobs::JobScheduler* scheduler,
+                 registry::ModelRegistry* registry, metrics::ServerMetrics* metrics,
+                 JobServiceOptions options);
+
+  // Ends every WatchJob stream (UNAVAILABLE) so that server shutdown need not wait out its grace
+  // period for watchers of long jobs. Call before grpc::Server::Shutdown.
+  void Shutdown() { shutting_down_ = true; }
+
+  grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                         v1::Job* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                      v1::Job* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                         v1::Job* response) override;
+  grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::JobEvent>* writer) override;
+
+ private:
+  absl::StatusOr<jobs::JobRecord> Submit(const v1::JobSpec& spec);
+  // Checks that a dataset named by the spec exists and can feed the task; returns its id.
+  absl::StatusOr<std::string> CheckDataset(const std::string& id_or_name, const char* field,
+                                           training::TrainingTask task);
+  // The record plus what its events say (latest progress and evaluation).
+  absl::Status ToJobProto(const jobs::JobRecord& record, v1::Job* job);
+  grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
+
+  jobs::JobStore* const store_;
+  jobs::JobScheduler* const scheduler_;
+  registry::ModelRegistry* const registry_;
+  metrics::ServerMetrics* const metrics_;
+  const JobServiceOptions options_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+// A stored event as a v1::JobEvent. INVALID_ARGUMENT for a payload that is not the JSON the
+// trainer and store write.
+absl::Status ToJobEventProto(const jobs::JobEvent& event, v1::JobEvent* out);
+
+}  // namespace bertd::api
+
+#endif  // BERTD_API_JOB_SERVICE_H_
