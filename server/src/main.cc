@@ -20,9 +20,14 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "api/dataset_service.h"
 #include "api/inference_service.h"
+#include "api/job_service.h"
 #include "api/model_service.h"
 #include "inference/bert_servable.h"
+#include "jobs/job_store.h"
+#include "jobs/scheduler.h"
+#include "jobs/training_runner.h"
 #include "metrics/http_server.h"
 #include "metrics/process_collector.h"
 #include "metrics/server_metrics.h"
@@ -49,6 +54,13 @@ ABSL_FLAG(int64_t, max_text_bytes, 64 * 1024, "Longest text field accepted, in b
 ABSL_FLAG(int, max_message_bytes, 16 * 1024 * 1024, "Largest gRPC message received, in bytes");
 ABSL_FLAG(int, shutdown_grace_seconds, 20,
           "On SIGTERM/SIGINT, how long requests in flight may take to finish");
+ABSL_FLAG(int, cpu_workers, 1,
+          "Training jobs run at once (one worker thread each); 0 queues jobs without running them");
+ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{1} << 30, "Largest dataset upload, in bytes");
+ABSL_FLAG(int, max_queued_jobs, 1000,
+          "Queued training jobs; beyond it SubmitJob fails with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, training_threads, 0,
+          "LibTorch intra-op threads while training; 0 = leave the inference setting");
 
 namespace bertd {
 namespace {
@@ -65,6 +77,10 @@ struct ServerConfig {
   api::RequestLimits limits;
   int max_message_bytes = 0;
   absl::Duration shutdown_grace;
+  int cpu_workers = 1;
+  int64_t max_dataset_bytes = 0;
+  int max_queued_jobs = 0;
+  int training_threads = 0;
 };
 
 int UsableCpus() {
@@ -91,6 +107,10 @@ ServerConfig ConfigFromFlags() {
   config.limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  config.cpu_workers = std::max(0, absl::GetFlag(FLAGS_cpu_workers));
+  config.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
+  config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
+  config.training_threads = absl::GetFlag(FLAGS_training_threads);
   return config;
 }
 
@@ -128,6 +148,22 @@ int Run(const ServerConfig& config) {
                  config.model_repository.c_str(), ec.message().c_str());
     return 1;
   }
+
+  // Jobs, their events and dataset metadata; the store outlives everything that uses it.
+  for (const char* sub : {"datasets", "jobs"}) {
+    std::filesystem::create_directories(std::filesystem::path(config.data_dir) / sub, ec);
+    if (ec) {
+      std::fprintf(stderr, "bertd: cannot create %s/%s: %s\n", config.data_dir.c_str(), sub,
+                   ec.message().c_str());
+      return 1;
+    }
+  }
+  auto job_store = jobs::JobStore::Open(config.data_dir + "/bertd.db");
+  if (!job_store.ok()) {
+    std::fprintf(stderr, "bertd: %s\n", std::string(job_store.status().message()).c_str());
+    return 1;
+  }
+  jobs::JobStore& store = **job_store;
 
   metrics::ServerMetrics server_metrics;
   auto process_collector = std::make_shared<metrics::ProcessCollector>();
@@ -190,6 +226,18 @@ int Run(const ServerConfig& config) {
   api::InferenceServiceImpl inference_service(&registry, &server_metrics, config.limits);
   api::ModelServiceImpl model_service(&registry, &server_metrics);
 
+  jobs::TrainingRunner training_runner(
+      {&store, &registry, config.data_dir, config.training_threads});
+  std::vector<std::string> workers;
+  for (int i = 0; i < config.cpu_workers; ++i) workers.push_back(absl::StrCat("cpu-", i));
+  // Started once the repository is loaded: a requeued job needs its base model.
+  jobs::JobScheduler scheduler(&store, workers, training_runner.AsJobRunner());
+  api::DatasetServiceImpl dataset_service(&store, &server_metrics,
+                                          {config.data_dir, config.max_dataset_bytes});
+  dataset_service.RemoveLeftovers();
+  api::JobServiceImpl job_service(&store, &scheduler, &registry, &server_metrics,
+                                  {config.max_queued_jobs});
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -198,6 +246,8 @@ int Run(const ServerConfig& config) {
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.RegisterService(&inference_service);
   builder.RegisterService(&model_service);
+  builder.RegisterService(&dataset_service);
+  builder.RegisterService(&job_service);
   server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
     std::fprintf(stderr, "bertd: cannot listen for gRPC on %s\n", config.listen.c_str());
@@ -212,9 +262,17 @@ int Run(const ServerConfig& config) {
 
   std::thread loader([&] {
     registry.LoadRepository();
+    // With no workers, jobs are accepted and wait (e.g. a node that only validates and queues).
+    absl::Status started = config.cpu_workers > 0 ? scheduler.Start() : absl::OkStatus();
+    if (!started.ok()) {
+      std::fprintf(stderr, "bertd: training jobs will not run: %s\n",
+                   std::string(started.message()).c_str());
+    }
     set_health("", true);
     set_health("bertd.v1.InferenceService", true);
     set_health("bertd.v1.ModelService", true);
+    set_health("bertd.v1.DatasetService", true);
+    set_health("bertd.v1.JobService", started.ok());
     std::fprintf(stderr, "bertd: ready (%zu model versions known)\n", registry.List().size());
   });
 
@@ -223,11 +281,15 @@ int Run(const ServerConfig& config) {
   std::fprintf(stderr, "bertd: received %s, draining (up to %s)\n", strsignal(signal_number),
                absl::FormatDuration(config.shutdown_grace).c_str());
 
-  // Order: stop being ready, stop accepting and finish RPCs in flight (their batches still run),
-  // then stop the batchers and the metrics endpoint.
+  // Order: stop being ready, end job watches, stop accepting and finish RPCs in flight (their
+  // batches still run), stop training (running jobs checkpoint and stay RUNNING, so the next
+  // start resumes them; before the registry, which a finishing job loads its model into), then
+  // stop the batchers and the metrics endpoint.
   if (server->GetHealthCheckService()) server->GetHealthCheckService()->Shutdown();
+  job_service.Shutdown();
   server->Shutdown(absl::ToChronoTime(absl::Now() + config.shutdown_grace));
   loader.join();
+  scheduler.Stop();
   registry.Shutdown();
   server->Wait();
   if (metrics_server) metrics_server->Stop();
