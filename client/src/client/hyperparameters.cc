@@ -1,0 +1,128 @@
+#include "client/hyperparameters.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/reflection.h"
+
+namespace bertd::client {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+
+std::string KnownKeys() {
+  const auto* descriptor = v1::Hyperparameters::descriptor();
+  std::vector<std::string> names;
+  for (int i = 0; i < descriptor->field_count(); ++i) names.push_back(descriptor->field(i)->name());
+  return absl::StrJoin(names, ", ");
+}
+
+template <typename EnumT>
+std::string EnumShortName(const google::protobuf::EnumDescriptor* descriptor, EnumT value,
+                          absl::string_view prefix) {
+  const auto* entry = descriptor->FindValueByNumber(value);
+  if (entry == nullptr) return absl::StrCat(static_cast<int>(value));
+  std::string name = entry->name();
+  if (absl::StartsWith(name, prefix)) name = name.substr(prefix.size());
+  return absl::AsciiStrToLower(name);
+}
+
+template <typename EnumT>
+bool ParseEnum(const google::protobuf::EnumDescriptor* descriptor, absl::string_view prefix,
+               absl::string_view name, EnumT* out) {
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (!absl::StartsWith(upper, prefix)) upper = absl::StrCat(prefix, upper);
+  const auto* entry = descriptor->FindValueByName(upper);
+  if (entry == nullptr || entry->number() == 0) return false;
+  *out = static_cast<EnumT>(entry->number());
+  return true;
+}
+
+}  // namespace
+
+absl::Status SetHyperparameter(absl::string_view key, absl::string_view value,
+                               absl::string_view source, v1::Hyperparameters* out) {
+  const std::string where = absl::StrCat(source, key, "=", value);
+  const FieldDescriptor* field = v1::Hyperparameters::descriptor()->FindFieldByName(std::string(key));
+  if (field == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": unknown hyperparameter; known: ", KnownKeys()));
+  }
+  const auto* reflection = out->GetReflection();
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_DOUBLE: {
+      double parsed;
+      if (!absl::SimpleAtod(value, &parsed) || !std::isfinite(parsed)) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": expected a number"));
+      }
+      reflection->SetDouble(out, field, parsed);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t parsed;
+      if (!absl::SimpleAtoi(value, &parsed)) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": expected an integer"));
+      }
+      reflection->SetInt64(out, field, parsed);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t parsed;
+      if (!absl::SimpleAtoi(value, &parsed)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": expected an integer up to ", std::numeric_limits<int32_t>::max()));
+      }
+      reflection->SetInt32(out, field, parsed);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      bool parsed;
+      if (!absl::SimpleAtob(value, &parsed)) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": expected true or false"));
+      }
+      reflection->SetBool(out, field, parsed);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_STRING:
+      if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": empty value"));
+      reflection->SetString(out, field, std::string(value));
+      return absl::OkStatus();
+    default:
+      return absl::InternalError(absl::StrCat(where, ": unsupported field type"));
+  }
+}
+
+absl::Status ApplyHyperparameter(absl::string_view assignment, v1::Hyperparameters* out) {
+  const size_t eq = assignment.find('=');
+  if (eq == absl::string_view::npos || eq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", assignment, ": expected key=value, e.g. --set learning_rate=3e-5"));
+  }
+  return SetHyperparameter(assignment.substr(0, eq), assignment.substr(eq + 1), "--set ", out);
+}
+
+bool ParseTrainingTask(absl::string_view name, v1::TrainingTask* task) {
+  return ParseEnum(v1::TrainingTask_descriptor(), "TRAINING_TASK_", name, task);
+}
+
+std::string TrainingTaskName(v1::TrainingTask task) {
+  return EnumShortName(v1::TrainingTask_descriptor(), task, "TRAINING_TASK_");
+}
+
+std::string JobStateName(v1::JobState state) {
+  return EnumShortName(v1::JobState_descriptor(), state, "JOB_STATE_");
+}
+
+bool ParseJobState(absl::string_view name, v1::JobState* state) {
+  return ParseEnum(v1::JobState_descriptor(), "JOB_STATE_", name, state);
+}
+
+}  // namespace bertd::client
