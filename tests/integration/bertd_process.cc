@@ -113,6 +113,13 @@ int BertdProcess::Terminate(int timeout_seconds) {
   return 128 + WTERMSIG(status);
 }
 
+void BertdProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 std::string BertdProcess::log() const {
   std::ifstream in(log_path_);
   std::stringstream buffer;

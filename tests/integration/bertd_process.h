@@ -24,6 +24,8 @@ class BertdProcess {
   bool WaitUntilServing(const std::string& service = "", int timeout_seconds = 60);
   // Sends SIGTERM and waits; returns the exit code (or 128 + signal).
   int Terminate(int timeout_seconds = 60);
+  // SIGKILL, as a crash or an OOM kill would: nothing is flushed or cleaned up.
+  void Kill();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   int grpc_port() const { return grpc_port_; }
