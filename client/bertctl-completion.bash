@@ -1,0 +1,34 @@
+# bash completion for bertctl: source it, or install it as /etc/bash_completion.d/bertctl.
+_bertctl() {
+  local cur prev words cword
+  _init_completion || return
+  local commands="classify nsp qa fill-mask tokenize models datasets jobs submit-job health version"
+  local globals="--server --token --timeout --output --tls-ca --tls-cert --tls-key --help --version"
+  case "$prev" in
+    --output|-o) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
+    --format) COMPREPLY=($(compgen -W "tsv csv jsonl squad_json" -- "$cur")); return ;;
+    --task) COMPREPLY=($(compgen -W "sequence_classification sentence_pair_classification next_sentence span_extraction" -- "$cur")); return ;;
+    --set) COMPREPLY=($(compgen -S = -W "learning_rate num_train_epochs max_steps per_device_train_batch_size per_device_eval_batch_size gradient_accumulation_steps weight_decay adam_beta1 adam_beta2 adam_epsilon max_grad_norm lr_scheduler_type warmup_steps warmup_ratio seed max_seq_length doc_stride eval_strategy eval_steps save_steps save_total_limit load_best_model_at_end metric_for_best_model early_stopping_patience bf16" -- "$cur")); compopt -o nospace; return ;;
+    --train|--eval|--config|--context-file|--tls-ca|--tls-cert|--tls-key|upload) _filedir; return ;;
+    models) COMPREPLY=($(compgen -W "list get load unload" -- "$cur")); return ;;
+    datasets) COMPREPLY=($(compgen -W "upload list get delete" -- "$cur")); return ;;
+    jobs) COMPREPLY=($(compgen -W "list get watch cancel logs" -- "$cur")); return ;;
+  esac
+  local i command=""
+  for ((i = 1; i < cword; i++)); do
+    case "${words[i]}" in classify|nsp|qa|fill-mask|tokenize|models|datasets|jobs|submit-job|health|version) command=${words[i]}; break ;; esac
+  done
+  if [[ -z "$command" ]]; then
+    COMPREPLY=($(compgen -W "$commands $globals" -- "$cur"))
+    return
+  fi
+  case "$command" in
+    classify|tokenize) COMPREPLY=($(compgen -W "--model --pair --batch-size $globals" -- "$cur")) ;;
+    nsp) COMPREPLY=($(compgen -W "--model --batch-size $globals" -- "$cur")) ;;
+    qa) COMPREPLY=($(compgen -W "--model --question --context --context-file --top-k $globals" -- "$cur")) ;;
+    fill-mask) COMPREPLY=($(compgen -W "--model --top-k --batch-size $globals" -- "$cur")) ;;
+    submit-job) COMPREPLY=($(compgen -W "--task --train --eval --eval-split --base-model --output --name --priority --set --config --follow --cancel-on-interrupt --format --header --no-header --text --text-pair --label --labels $globals" -- "$cur")) ;;
+    *) COMPREPLY=($(compgen -W "$globals" -- "$cur")) ;;
+  esac
+}
+complete -F _bertctl bertctl
