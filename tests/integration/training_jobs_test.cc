@@ -1,11 +1,15 @@
 // Datasets and training jobs through the real bertd over gRPC: uploads of the real dataset files
 // with their verified counts, rejected uploads that leave nothing behind, job validation, queueing
 // and cancel, and a tiny fine-tuning job whose model then answers Classify.
+#include <google/protobuf/util/time_util.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -606,6 +610,164 @@ TEST_F(TrainingJobsTest, TinyFineTuningJobSucceedsAndServes) {
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().state().state(), v1::JOB_STATE_SUCCEEDED) << events.back().state().error();
   EXPECT_EQ(events.back().state().result_model(), "tiny-sst2@2");
+}
+
+// Polls GetJob until `done(job)` or the timeout; returns the last Job seen.
+v1::Job WaitForJob(v1::JobService::Stub* jobs, const std::string& id,
+                   const std::function<bool(const v1::Job&)>& done, int timeout_seconds = 120) {
+  v1::Job job;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    grpc::ClientContext context;
+    v1::GetJobRequest request;
+    request.set_job_id(id);
+    if (jobs->GetJob(&context, request, &job).ok() && done(job)) return job;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return job;
+}
+
+bool IsRunning(const v1::Job& job) { return job.state() == v1::JOB_STATE_RUNNING; }
+bool IsFinal(const v1::Job& job) {
+  return job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
+         job.state() == v1::JOB_STATE_CANCELLED;
+}
+
+v1::Job Cancel(v1::JobService::Stub* jobs, const std::string& id) {
+  grpc::ClientContext context;
+  v1::CancelJobRequest request;
+  request.set_job_id(id);
+  v1::Job job;
+  grpc::Status status = jobs->CancelJob(&context, request, &job);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return job;
+}
+
+TEST_F(TrainingJobsTest, EveryTaskFineTunesThroughGrpcAndReportsMetrics) {
+  BERTD_REQUIRE_SHARED("data/squad/tiny.json");
+  // The QA fixture joins the repository as a second base model.
+  const fs::path qa = fs::path(data_dir_) / "models" / "qa" / "1";
+  fs::create_directories(qa);
+  for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
+    fs::copy_file(SharedPath(std::string("fixtures/tiny-bert/qa/") + file), qa / file);
+  }
+  StartServer({"--cpu_workers=1"});
+
+  std::string pairs = "first\tsecond\tlabel\n";
+  for (int i = 0; i < 8; ++i) {
+    absl::StrAppend(&pairs, i % 2 ? "the cat sat on the mat" : "stocks fell sharply today", "\t",
+                    i % 2 ? "it was a sunny day" : "markets closed lower", "\t", i % 2, "\n");
+  }
+  v1::DatasetMetadata pair_metadata;
+  pair_metadata.set_name("pairs");
+  pair_metadata.set_format("tsv");
+  pair_metadata.set_has_header(true);
+  *pair_metadata.mutable_text() = Named("first");
+  *pair_metadata.mutable_text_pair() = Named("second");
+  *pair_metadata.mutable_label() = Named("label");
+  UploadOk(pair_metadata, pairs);
+  v1::DatasetMetadata squad_metadata;
+  squad_metadata.set_name("squad-tiny");
+  squad_metadata.set_format("squad_json");
+  UploadOk(squad_metadata, ReadFile(SharedPath("data/squad/tiny.json")));
+
+  struct Case {
+    v1::TrainingTask task;
+    const char* base;
+    const char* train;
+    const char* metric;
+  };
+  for (const Case& c : {Case{v1::TRAINING_TASK_SENTENCE_PAIR_CLASSIFICATION, "classifier", "pairs", "accuracy"},
+                        Case{v1::TRAINING_TASK_NEXT_SENTENCE, "classifier", "pairs", "accuracy"},
+                        Case{v1::TRAINING_TASK_SPAN_EXTRACTION, "qa", "squad-tiny", "exact_match"}}) {
+    v1::JobSpec spec = TinySpec(c.train, absl::StrCat("task-", static_cast<int>(c.task)));
+    spec.set_task(c.task);
+    spec.set_base_model(c.base);
+    spec.set_eval_dataset(c.train);
+    spec.mutable_hyperparameters()->set_max_steps(4);
+    v1::Job job;
+    grpc::Status status = Submit(spec, &job);
+    ASSERT_TRUE(status.ok()) << c.metric << ": " << status.error_message();
+    v1::Job done = WaitForJob(jobs_.get(), job.id(), IsFinal);
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << "\n" << server_->log();
+    EXPECT_TRUE(done.eval_metrics().count(c.metric)) << "task " << static_cast<int>(c.task);
+    EXPECT_TRUE(done.eval_metrics().count("eval_loss"));
+  }
+}
+
+TEST_F(TrainingJobsTest, RunningJobCancelsAndTheServerStaysHealthy) {
+  BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
+  StartServer({"--cpu_workers=1"});
+  UploadSst2Slice("sst2-slice", 24);
+  v1::JobSpec spec = TinySpec("sst2-slice", "endless");
+  spec.mutable_hyperparameters()->set_max_steps(1000000);
+  v1::Job job;
+  ASSERT_TRUE(Submit(spec, &job).ok());
+  ASSERT_TRUE(IsRunning(WaitForJob(jobs_.get(), job.id(), [](const v1::Job& j) {
+    return j.progress().step() > 0;
+  })));
+  Cancel(jobs_.get(), job.id());
+  v1::Job done = WaitForJob(jobs_.get(), job.id(), IsFinal);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_CANCELLED) << done.error();
+  EXPECT_FALSE(fs::exists(fs::path(data_dir_) / "models" / "endless"));
+
+  grpc::ClientContext context;
+  v1::ClassifyRequest classify;
+  classify.set_model("classifier");
+  classify.add_inputs()->set_text("still serving");
+  v1::ClassifyResponse response;
+  EXPECT_TRUE(inference_->Classify(&context, classify, &response).ok());
+}
+
+TEST_F(TrainingJobsTest, HigherPriorityRunsFirst) {
+  BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
+  StartServer({"--cpu_workers=1"});
+  UploadSst2Slice("sst2-slice", 24);
+  v1::JobSpec blocker = TinySpec("sst2-slice", "blocker");
+  blocker.mutable_hyperparameters()->set_max_steps(1000000);
+  v1::Job running;
+  ASSERT_TRUE(Submit(blocker, &running).ok());
+  ASSERT_TRUE(IsRunning(WaitForJob(jobs_.get(), running.id(), IsRunning)));
+
+  v1::JobSpec low = TinySpec("sst2-slice", "low");
+  low.mutable_hyperparameters()->set_max_steps(2);
+  v1::JobSpec high = TinySpec("sst2-slice", "high");
+  high.mutable_hyperparameters()->set_max_steps(2);
+  high.set_priority(5);
+  v1::Job low_job, high_job;
+  ASSERT_TRUE(Submit(low, &low_job).ok());  // submitted first, lower priority
+  ASSERT_TRUE(Submit(high, &high_job).ok());
+  Cancel(jobs_.get(), running.id());
+
+  v1::Job high_done = WaitForJob(jobs_.get(), high_job.id(), IsFinal);
+  v1::Job low_done = WaitForJob(jobs_.get(), low_job.id(), IsFinal);
+  ASSERT_EQ(high_done.state(), v1::JOB_STATE_SUCCEEDED) << high_done.error();
+  ASSERT_EQ(low_done.state(), v1::JOB_STATE_SUCCEEDED) << low_done.error();
+  EXPECT_LE(google::protobuf::util::TimeUtil::TimestampToMilliseconds(high_done.finished_at()),
+            google::protobuf::util::TimeUtil::TimestampToMilliseconds(low_done.started_at()))
+      << "one worker: the priority 5 job must finish before the priority 0 job starts";
+}
+
+TEST_F(TrainingJobsTest, TwoCpuWorkersRunTwoJobsAtOnce) {
+  BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
+  StartServer({"--cpu_workers=2"});
+  UploadSst2Slice("sst2-slice", 24);
+  std::vector<std::string> ids;
+  for (const char* output : {"first", "second"}) {
+    v1::JobSpec spec = TinySpec("sst2-slice", output);
+    spec.mutable_hyperparameters()->set_max_steps(1000000);
+    v1::Job job;
+    ASSERT_TRUE(Submit(spec, &job).ok());
+    ids.push_back(job.id());
+  }
+  v1::Job a = WaitForJob(jobs_.get(), ids[0], IsRunning);
+  v1::Job b = WaitForJob(jobs_.get(), ids[1], IsRunning);
+  EXPECT_TRUE(IsRunning(a) && IsRunning(b)) << "both jobs should run at the same time";
+  EXPECT_NE(a.worker(), b.worker());
+  for (const std::string& id : ids) Cancel(jobs_.get(), id);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(WaitForJob(jobs_.get(), id, IsFinal).state(), v1::JOB_STATE_CANCELLED);
+  }
 }
 
 }  // namespace
