@@ -1,6 +1,7 @@
 #include "training/trainer.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -72,6 +73,24 @@ std::vector<std::string> ChooseLabels(const TrainingData& data, const model::Ber
   });
   return found;
 }
+
+// bf16 mixed precision on CPU, as torch.autocast("cpu", dtype=torch.bfloat16) does: matrix
+// products run in bf16, reductions and the loss in fp32, master weights stay fp32. The setting is
+// thread-local, so training never changes inference threads.
+class CpuAutocast {
+ public:
+  explicit CpuAutocast(bool enabled) : previous_(at::autocast::is_cpu_enabled()) {
+    if (enabled) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(enabled);
+  }
+  ~CpuAutocast() {
+    at::autocast::set_cpu_enabled(previous_);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool previous_;
+};
 
 // One padded batch of features.
 struct Batch {
@@ -475,7 +494,11 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
             order.begin() + b * args.per_device_train_batch_size,
             order.begin() + std::min<int64_t>((b + 1) * args.per_device_train_batch_size, order.size()));
         Batch batch = MakeBatch(train_features, indices, pad_id);
-        at::Tensor loss = ComputeLoss(*model, spec.task, batch, nullptr);
+        at::Tensor loss;
+        {
+          CpuAutocast autocast(args.bf16);
+          loss = ComputeLoss(*model, spec.task, batch, nullptr).to(torch::kFloat);
+        }
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) {
           return absl::InternalError(absl::StrCat("loss became ", loss_value, " at step ",

@@ -158,6 +158,27 @@ TEST_F(TrainerTest, StoppedRunResumesToTheSameWeights) {
                             a->at("bert.embeddings.word_embeddings.weight")));
 }
 
+TEST_F(TrainerTest, Bf16MixedPrecisionLearnsToo) {
+  TrainingData data{SentimentExamples(), SentimentExamples(), {}};
+  TrainingJobSpec spec = Spec();
+  spec.args.max_steps = 120;
+  spec.args.learning_rate = 3e-3;
+  spec.args.bf16 = true;
+  auto result = RunFineTuning(spec, base_, data, dir_ + "/work", dir_ + "/bf16", {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_DOUBLE_EQ(result->eval_metrics.at("accuracy"), 1.0);
+  // Master weights stay fp32 (the saved model is F32).
+  auto saved = model::ReadSafetensors(dir_ + "/bf16/model.safetensors");
+  ASSERT_TRUE(saved.ok());
+  EXPECT_EQ(saved->at("classifier.weight").scalar_type(), torch::kFloat);
+  // bf16 really took effect: the same run in fp32 ends with other weights.
+  spec.args.bf16 = false;
+  ASSERT_TRUE(RunFineTuning(spec, base_, data, dir_ + "/work32", dir_ + "/fp32", {}).ok());
+  auto fp32 = model::ReadSafetensors(dir_ + "/fp32/model.safetensors");
+  ASSERT_TRUE(fp32.ok());
+  EXPECT_FALSE(torch::equal(saved->at("classifier.weight"), fp32->at("classifier.weight")));
+}
+
 TEST_F(TrainerTest, NextSentenceAndPairClassificationRun) {
   std::vector<data::Example> pairs;
   for (int i = 0; i < 8; ++i) {
