@@ -285,12 +285,20 @@ int Run(const ServerConfig& config) {
   // batches still run), stop training (running jobs checkpoint and stay RUNNING, so the next
   // start resumes them; before the registry, which a finishing job loads its model into), then
   // stop the batchers and the metrics endpoint.
+  const absl::Time drain_start = absl::Now();
+  auto step_done = [&drain_start](const char* step) {
+    std::fprintf(stderr, "bertd: shutdown: %s (%s)\n", step,
+                 absl::FormatDuration(absl::Now() - drain_start).c_str());
+  };
   if (server->GetHealthCheckService()) server->GetHealthCheckService()->Shutdown();
   job_service.Shutdown();
   server->Shutdown(absl::ToChronoTime(absl::Now() + config.shutdown_grace));
+  step_done("RPCs finished");
   loader.join();
   scheduler.Stop();
+  step_done("training workers stopped");
   registry.Shutdown();
+  step_done("batchers drained");
   server->Wait();
   if (metrics_server) metrics_server->Stop();
   std::fprintf(stderr, "bertd: stopped\n");
