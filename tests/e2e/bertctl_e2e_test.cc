@@ -12,61 +12,17 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
+#include "bertctl_process.h"
 #include "bertd_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace bertd::testing {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Runs bertctl with `args`, `input` on stdin (a file, so stdin is never a terminal).
-Result RunBertctl(const std::vector<std::string>& args, const std::string& input = "") {
-  static int counter = 0;
-  const std::string base = MakeTempDir("bertctl-run") + "/" + std::to_string(counter++);
-  std::ofstream(base + ".in") << input;
-  std::vector<std::string> argv_strings = {BERTCTL_BINARY};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& arg : argv_strings) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, (base + ".in").c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, (base + ".out").c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, (base + ".err").c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  Result result;
-  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) == 0) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  result.out = ReadFile(base + ".out");
-  result.err = ReadFile(base + ".err");
-  return result;
-}
 
 class BertctlTest : public ::testing::Test {
  protected:
@@ -97,12 +53,12 @@ class BertctlTest : public ::testing::Test {
   void SetUp() override { BERTD_REQUIRE_SHARED("fixtures/tiny-bert/golden.json"); }
 
   // bertctl --server <the test server> args...
-  static Result Run(std::vector<std::string> args, const std::string& input = "") {
+  static BertctlResult Run(std::vector<std::string> args, const std::string& input = "") {
     args.insert(args.begin(), "--server=127.0.0.1:" + std::to_string(server_->grpc_port()));
     return RunBertctl(args, input);
   }
 
-  static nlohmann::json Json(const Result& result) {
+  static nlohmann::json Json(const BertctlResult& result) {
     nlohmann::json json = nlohmann::json::parse(result.out, nullptr, false);
     EXPECT_FALSE(json.is_discarded()) << "not JSON: " << result.out;
     return json;
@@ -116,11 +72,11 @@ std::string* BertctlTest::data_dir_ = nullptr;
 BertdProcess* BertctlTest::server_ = nullptr;
 
 TEST_F(BertctlTest, ClassifyPrintsATableAndJson) {
-  Result table = Run({"classify", "a gripping, funny film", "--model", "classifier"});
+  BertctlResult table = Run({"classify", "a gripping, funny film", "--model", "classifier"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_THAT(table.out, HasSubstr("LABEL"));
   EXPECT_THAT(table.out, HasSubstr("positive"));
-  Result json = Run({"classify", "a gripping, funny film", "--pair", "yes", "--model", "classifier",
+  BertctlResult json = Run({"classify", "a gripping, funny film", "--pair", "yes", "--model", "classifier",
                      "--output", "json"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
   nlohmann::json parsed = Json(json);
@@ -130,14 +86,14 @@ TEST_F(BertctlTest, ClassifyPrintsATableAndJson) {
 }
 
 TEST_F(BertctlTest, NspQaFillMaskAndTokenize) {
-  Result nsp = Run({"nsp", "He went out.", "It was raining.", "-m", "pretraining", "-o", "json"});
+  BertctlResult nsp = Run({"nsp", "He went out.", "It was raining.", "-m", "pretraining", "-o", "json"});
   ASSERT_EQ(nsp.exit_code, 0) << nsp.err;
   EXPECT_TRUE(Json(nsp)["results"][0].contains("isNext"));
   EXPECT_THAT(Run({"nsp", "He went out.", "It was raining.", "-m", "pretraining"}).out,
               HasSubstr("PROBABILITY"));
 
   const std::string context = "Alice met Bob in Paris last spring.";
-  Result qa = Run({"qa", "--question", "Where did they meet?", "--context", context, "--top-k", "2",
+  BertctlResult qa = Run({"qa", "--question", "Where did they meet?", "--context", context, "--top-k", "2",
                    "--model", "qa", "-o", "json"});
   ASSERT_EQ(qa.exit_code, 0) << qa.err;
   nlohmann::json spans = Json(qa)["spans"];
@@ -146,16 +102,16 @@ TEST_F(BertctlTest, NspQaFillMaskAndTokenize) {
   EXPECT_EQ(spans[0]["text"], context.substr(start, end - start));  // ASCII: code points = bytes
   const std::string context_file = MakeTempDir("bertctl-qa") + "/context.txt";
   std::ofstream(context_file) << context;
-  Result qa_table = Run({"qa", "-q", "Where?", "--context-file", context_file, "-m", "qa"});
+  BertctlResult qa_table = Run({"qa", "-q", "Where?", "--context-file", context_file, "-m", "qa"});
   ASSERT_EQ(qa_table.exit_code, 0) << qa_table.err;
   EXPECT_THAT(qa_table.out, HasSubstr("ANSWER"));
 
-  Result mask = Run({"fill-mask", "the capital of france is [MASK].", "-m", "pretraining",
+  BertctlResult mask = Run({"fill-mask", "the capital of france is [MASK].", "-m", "pretraining",
                      "--top-k", "3", "-o", "json"});
   ASSERT_EQ(mask.exit_code, 0) << mask.err;
   EXPECT_EQ(Json(mask)["masks"][0]["predictions"].size(), 3u);
 
-  Result tokens = Run({"tokenize", "hello world", "-m", "classifier", "-o", "json"});
+  BertctlResult tokens = Run({"tokenize", "hello world", "-m", "classifier", "-o", "json"});
   ASSERT_EQ(tokens.exit_code, 0) << tokens.err;
   EXPECT_EQ(Json(tokens)["results"][0]["tokens"],
             nlohmann::json::parse(R"(["[CLS]", "hello", "world", "[SEP]"])"));
@@ -166,23 +122,23 @@ TEST_F(BertctlTest, StdinBatchModeWritesOneJsonLinePerInput) {
   std::string input;
   for (int i = 0; i < 70; ++i) input += "sentence number " + std::to_string(i) + "\n";
   input += R"({"text": "a pair", "text_pair": "of texts"})" "\n";
-  Result result = Run({"classify", "--model", "classifier"}, input);
+  BertctlResult result = Run({"classify", "--model", "classifier"}, input);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   std::vector<std::string> lines = absl::StrSplit(result.out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 71u);  // three RPCs of at most 32
   for (const auto& line : lines) EXPECT_TRUE(nlohmann::json::parse(line).contains("label")) << line;
 
-  Result nsp = Run({"nsp", "-", "-m", "pretraining"}, "first one\tsecond one\nA\tB\n");
+  BertctlResult nsp = Run({"nsp", "-", "-m", "pretraining"}, "first one\tsecond one\nA\tB\n");
   ASSERT_EQ(nsp.exit_code, 0) << nsp.err;
   EXPECT_EQ(std::vector<std::string>(absl::StrSplit(nsp.out, '\n', absl::SkipEmpty())).size(), 2u);
 
-  Result bad = Run({"classify", "-m", "classifier"}, "fine\n{not json\n");
+  BertctlResult bad = Run({"classify", "-m", "classifier"}, "fine\n{not json\n");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("stdin line 2"));
 }
 
 TEST_F(BertctlTest, ExitCodesAndMessages) {
-  Result unknown = Run({"classify", "text", "--model", "no-such-model"});
+  BertctlResult unknown = Run({"classify", "text", "--model", "no-such-model"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("no-such-model"));
 
@@ -191,41 +147,41 @@ TEST_F(BertctlTest, ExitCodesAndMessages) {
   EXPECT_EQ(Run({"classify", "x", "-m", "classifier", "--output", "yaml"}).exit_code, 2);
   EXPECT_EQ(Run({"--help"}).exit_code, 0);
 
-  Result down = RunBertctl({"--server=127.0.0.1:" + std::to_string(PickFreePort()), "--timeout=5",
+  BertctlResult down = RunBertctl({"--server=127.0.0.1:" + std::to_string(PickFreePort()), "--timeout=5",
                             "classify", "x", "-m", "classifier"});
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_THAT(down.err, HasSubstr("cannot reach bertd at 127.0.0.1:"));
   EXPECT_THAT(down.err, HasSubstr("set --server or BERTD_ADDR"));
 
-  Result bad_set = Run({"submit-job", "--task", "sequence_classification", "--train", "x.tsv",
+  BertctlResult bad_set = Run({"submit-job", "--task", "sequence_classification", "--train", "x.tsv",
                         "--base-model", "classifier", "--output", "o", "--set", "learning_rate=abc"});
   EXPECT_EQ(bad_set.exit_code, 2);
   EXPECT_THAT(bad_set.err, HasSubstr("--set learning_rate=abc: expected a number"));
-  Result bad_int = Run({"submit-job", "--task", "sequence_classification", "--train", "x.tsv",
+  BertctlResult bad_int = Run({"submit-job", "--task", "sequence_classification", "--train", "x.tsv",
                         "--base-model", "classifier", "--output", "o", "--set", "max_steps=1.5"});
   EXPECT_THAT(bad_int.err, HasSubstr("--set max_steps=1.5: expected an integer"));
 
-  Result missing = Run({"submit-job", "--task", "sequence_classification", "--train",
+  BertctlResult missing = Run({"submit-job", "--task", "sequence_classification", "--train",
                         "/nonexistent/x.tsv", "--base-model", "classifier", "--output", "o"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("file not found: /nonexistent/x.tsv"));
-  Result upload = Run({"datasets", "upload", "/nonexistent/y.tsv"});
+  BertctlResult upload = Run({"datasets", "upload", "/nonexistent/y.tsv"});
   EXPECT_EQ(upload.exit_code, 1);
   EXPECT_THAT(upload.err, HasSubstr("file not found: /nonexistent/y.tsv"));
 }
 
 TEST_F(BertctlTest, ModelsHealthAndVersion) {
-  Result list = Run({"models", "list", "-o", "json"});
+  BertctlResult list = Run({"models", "list", "-o", "json"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_EQ(Json(list)["models"].size(), 3u);
   EXPECT_THAT(Run({"models", "list"}).out, HasSubstr("classifier"));
-  Result get = Run({"models", "get", "qa"});
+  BertctlResult get = Run({"models", "get", "qa"});
   ASSERT_EQ(get.exit_code, 0) << get.err;
   EXPECT_THAT(get.out, HasSubstr("BertForQuestionAnswering"));
-  Result health = Run({"health"});
+  BertctlResult health = Run({"health"});
   EXPECT_EQ(health.exit_code, 0) << health.err;
   EXPECT_THAT(health.out, HasSubstr("SERVING"));
-  Result version = Run({"version"});
+  BertctlResult version = Run({"version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_THAT(version.out, HasSubstr("bertctl "));
 }

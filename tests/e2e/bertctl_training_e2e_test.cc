@@ -17,12 +17,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bertctl_process.h"
 #include "bertd_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace bertd::testing {
 namespace {
@@ -33,89 +32,6 @@ using ::testing::Not;
 
 constexpr char kFixture[] = "fixtures/tiny-bert/classifier/model.safetensors";
 constexpr char kSst2Dev[] = "data/glue/SST-2/dev.tsv";
-
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// A bertctl process whose stdout/stderr go to files, so a test can watch its output while it runs.
-class BertctlProcess {
- public:
-  explicit BertctlProcess(const std::vector<std::string>& args) {
-    static int counter = 0;
-    base_ = MakeTempDir("bertctl-train-run") + "/" + std::to_string(counter++);
-    std::ofstream(base_ + ".in");  // stdin is an empty file, never a terminal
-    std::vector<std::string> argv_strings = {BERTCTL_BINARY};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& arg : argv_strings) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, (base_ + ".in").c_str(), O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, (base_ + ".out").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, (base_ + ".err").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~BertctlProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  std::string out() const { return ReadFile(base_ + ".out"); }
-
-  // Waits until stdout contains `text`; false on timeout or when the process exited first.
-  bool WaitForOutput(const std::string& text, int timeout_seconds) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (out().find(text) != std::string::npos) return true;
-      int status = 0;
-      if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_status_ = status;
-        pid_ = -1;
-        return out().find(text) != std::string::npos;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-
-  void Signal(int signal) {
-    if (pid_ > 0) ::kill(pid_, signal);
-  }
-
-  Result Wait() {
-    Result result;
-    int status = exited_status_;
-    if (pid_ > 0) {
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-    if (status >= 0) result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    result.out = out();
-    result.err = ReadFile(base_ + ".err");
-    return result;
-  }
-
- private:
-  std::string base_;
-  pid_t pid_ = -1;
-  int exited_status_ = -1;
-};
 
 // One server per test: ctest runs each test in its own process anyway.
 class BertctlTrainingTest : public ::testing::Test {
@@ -156,9 +72,9 @@ class BertctlTrainingTest : public ::testing::Test {
     return args;
   }
 
-  Result Run(std::vector<std::string> args) const { return BertctlProcess(WithServer(args)).Wait(); }
+  BertctlResult Run(std::vector<std::string> args) const { return BertctlProcess(WithServer(args)).Wait(); }
 
-  static nlohmann::json Json(const Result& result) {
+  static nlohmann::json Json(const BertctlResult& result) {
     nlohmann::json json = nlohmann::json::parse(result.out, nullptr, false);
     EXPECT_FALSE(json.is_discarded()) << "not JSON: " << result.out << result.err;
     return json;
@@ -167,7 +83,7 @@ class BertctlTrainingTest : public ::testing::Test {
   // Submits without following and returns the job id.
   std::string SubmitQuietly(const std::string& base_model, const std::string& output,
                             const std::string& max_steps) const {
-    Result submit = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
+    BertctlResult submit = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
                          "--base-model", base_model, "--output", output, "--set",
                          "max_steps=" + max_steps, "-o", "json"});
     EXPECT_EQ(submit.exit_code, 0) << submit.err;
@@ -175,7 +91,7 @@ class BertctlTrainingTest : public ::testing::Test {
   }
 
   std::string JobState(const std::string& id) const {
-    Result get = Run({"jobs", "get", id, "--output", "json"});
+    BertctlResult get = Run({"jobs", "get", id, "--output", "json"});
     EXPECT_EQ(get.exit_code, 0) << get.err;
     return Json(get).value("state", "");
   }
@@ -186,7 +102,7 @@ class BertctlTrainingTest : public ::testing::Test {
 };
 
 TEST_F(BertctlTrainingTest, FineTunesFollowsAndServesTheNewModel) {
-  Result job = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
+  BertctlResult job = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
                     "--base-model", "classifier", "--output", "sst2", "--set", "max_steps=10",
                     "--set", "per_device_train_batch_size=8", "--eval-split", "0.25", "--follow"});
   ASSERT_EQ(job.exit_code, 0) << job.out << job.err;
@@ -197,7 +113,7 @@ TEST_F(BertctlTrainingTest, FineTunesFollowsAndServesTheNewModel) {
   EXPECT_THAT(job.out, HasSubstr("eval metrics: accuracy="));
   EXPECT_THAT(job.out, HasSubstr("model: sst2@1"));
 
-  Result classify = Run({"classify", "a gripping film", "--model", "sst2", "--output", "json"});
+  BertctlResult classify = Run({"classify", "a gripping film", "--model", "sst2", "--output", "json"});
   ASSERT_EQ(classify.exit_code, 0) << classify.err;
   nlohmann::json parsed = Json(classify);
   EXPECT_EQ(parsed["modelVersion"], "sst2@1");
@@ -206,14 +122,14 @@ TEST_F(BertctlTrainingTest, FineTunesFollowsAndServesTheNewModel) {
   for (const auto& score : parsed["results"][0]["scores"]) labels.insert(score["label"]);
   EXPECT_EQ(labels, (std::set<std::string>{"0", "1"}));  // SST-2's labels, not the base's three
 
-  Result list = Run({"jobs", "list"});
+  BertctlResult list = Run({"jobs", "list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, HasSubstr("succeeded"));
   EXPECT_THAT(list.out, HasSubstr("sst2@1"));
   nlohmann::json jobs = Json(Run({"jobs", "list", "-o", "json"}));
   ASSERT_EQ(jobs["jobs"].size(), 1u);
   const std::string id = jobs["jobs"][0]["id"];
-  Result get = Run({"jobs", "get", id});
+  BertctlResult get = Run({"jobs", "get", id});
   ASSERT_EQ(get.exit_code, 0) << get.err;
   EXPECT_THAT(get.out, HasSubstr("accuracy="));
   EXPECT_THAT(get.out, HasSubstr("step 10/10"));
@@ -222,7 +138,7 @@ TEST_F(BertctlTrainingTest, FineTunesFollowsAndServesTheNewModel) {
   EXPECT_EQ(got["resultModel"], "sst2@1");
   EXPECT_TRUE(got["evalMetrics"].contains("accuracy"));
 
-  Result datasets = Run({"datasets", "list", "-o", "json"});
+  BertctlResult datasets = Run({"datasets", "list", "-o", "json"});
   ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
   nlohmann::json stored = Json(datasets)["datasets"];
   ASSERT_EQ(stored.size(), 1u);
@@ -230,7 +146,7 @@ TEST_F(BertctlTrainingTest, FineTunesFollowsAndServesTheNewModel) {
   EXPECT_THAT(Run({"datasets", "list"}).out, HasSubstr("small-"));
 
   // The same file again is not uploaded twice, and the next version is sst2@2.
-  Result again = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
+  BertctlResult again = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
                       "--base-model", "classifier", "--output", "sst2", "--set", "max_steps=2",
                       "--follow"});
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
@@ -239,14 +155,14 @@ TEST_F(BertctlTrainingTest, FineTunesFollowsAndServesTheNewModel) {
 }
 
 TEST_F(BertctlTrainingTest, BadDataAndBadSpecsAreRefusedBeforeTraining) {
-  Result no_column = Run({"datasets", "upload", train_tsv_, "--name", "bad", "--label", "polarity"});
+  BertctlResult no_column = Run({"datasets", "upload", train_tsv_, "--name", "bad", "--label", "polarity"});
   EXPECT_EQ(no_column.exit_code, 1);
   EXPECT_THAT(no_column.err, HasSubstr("unknown label column \"polarity\""));
-  Result pair = Run({"submit-job", "--task", "sentence_pair_classification", "--train", train_tsv_,
+  BertctlResult pair = Run({"submit-job", "--task", "sentence_pair_classification", "--train", train_tsv_,
                      "--base-model", "classifier", "--output", "x"});
   EXPECT_EQ(pair.exit_code, 1);
   EXPECT_THAT(pair.err, HasSubstr("text_pair"));
-  Result lr = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
+  BertctlResult lr = Run({"submit-job", "--task", "sequence_classification", "--train", train_tsv_,
                    "--base-model", "classifier", "--output", "x", "--set", "learning_rate=2"});
   EXPECT_EQ(lr.exit_code, 1);
   EXPECT_THAT(lr.err, HasSubstr("learning_rate"));
@@ -261,25 +177,25 @@ TEST_F(BertctlTrainingTest, FailedAndCancelledJobsExitWith3) {
   ASSERT_FALSE(blocker.empty());
   ASSERT_FALSE(doomed.empty());
   EXPECT_EQ(JobState(doomed), "JOB_STATE_QUEUED");
-  Result unload = Run({"models", "unload", "base2"});
+  BertctlResult unload = Run({"models", "unload", "base2"});
   ASSERT_EQ(unload.exit_code, 0) << unload.err;
-  Result cancel = Run({"jobs", "cancel", blocker});
+  BertctlResult cancel = Run({"jobs", "cancel", blocker});
   ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
 
-  Result blocker_watch = Run({"jobs", "watch", blocker});
+  BertctlResult blocker_watch = Run({"jobs", "watch", blocker});
   EXPECT_EQ(blocker_watch.exit_code, 3) << blocker_watch.out << blocker_watch.err;
   EXPECT_THAT(blocker_watch.out, HasSubstr("cancelled"));
   EXPECT_EQ(JobState(blocker), "JOB_STATE_CANCELLED");
 
-  Result watch = Run({"jobs", "watch", doomed});
+  BertctlResult watch = Run({"jobs", "watch", doomed});
   EXPECT_EQ(watch.exit_code, 3) << watch.out << watch.err;
   EXPECT_THAT(watch.out, HasSubstr("failed: base_model: model 'base2' is not loaded"));
-  Result get = Run({"jobs", "get", doomed});
+  BertctlResult get = Run({"jobs", "get", doomed});
   EXPECT_THAT(get.out, HasSubstr("failed"));
   EXPECT_THAT(get.out, HasSubstr("is not loaded"));
   EXPECT_EQ(JobState(doomed), "JOB_STATE_FAILED");
   EXPECT_EQ(Run({"jobs", "logs", doomed}).exit_code, 3);
-  Result failed = Run({"jobs", "list", "--state", "failed"});
+  BertctlResult failed = Run({"jobs", "list", "--state", "failed"});
   EXPECT_THAT(failed.out, HasSubstr(doomed));
   EXPECT_THAT(failed.out, Not(HasSubstr(blocker)));
 }
@@ -292,7 +208,7 @@ TEST_F(BertctlTrainingTest, InterruptWithCancelOnInterruptCancelsTheJob) {
   // The first progress line: the job runs and bertctl has its SIGINT handler in place.
   ASSERT_TRUE(follow.WaitForOutput("step 1/100000", 30)) << follow.Wait().err;
   follow.Signal(SIGINT);
-  Result result = follow.Wait();
+  BertctlResult result = follow.Wait();
   EXPECT_EQ(result.exit_code, 3) << result.out << result.err;
   EXPECT_THAT(result.err, HasSubstr("cancelled job job-"));
   nlohmann::json jobs = Json(Run({"jobs", "list", "-o", "json"}));
