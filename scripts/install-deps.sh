@@ -12,8 +12,8 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
   libsqlite3-dev nlohmann-json3-dev libutf8proc-dev
   libgtest-dev libgmock-dev
-  # bertctl's command line (header-only).
-  libcli11-dev
+  # bertctl: command line (CLI11, header-only) and YAML job files.
+  libcli11-dev libyaml-cpp-dev
   # Independent numerical reference for tests (PyTorch's own optimizers and layers).
   python3 python3-torch python3-numpy
 )

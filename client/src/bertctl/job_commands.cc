@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "bertctl/commands.h"
 #include "bertd/v1/jobs.grpc.pb.h"
+#include "client/config_file.h"
 #include "client/hyperparameters.h"
 
 namespace bertd::bertctl {
@@ -238,10 +239,12 @@ int Submit(Globals& globals, SubmitOptions o) {
   v1::JobSpec spec;
   // A JSON job file gives defaults; flags override them.
   if (!o.config.empty()) {
-    std::ifstream in(o.config);
-    if (!in) return Fail(absl::StrCat("file not found: ", o.config));
-    nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
-    if (!config.is_object()) throw UsageError(absl::StrCat(o.config, ": expected a JSON object"));
+    absl::StatusOr<nlohmann::json> parsed = client::ReadConfigFile(o.config);
+    if (parsed.status().code() == absl::StatusCode::kNotFound) {
+      return Fail(std::string(parsed.status().message()));
+    }
+    if (!parsed.ok()) throw UsageError(std::string(parsed.status().message()));
+    nlohmann::json config = *std::move(parsed);
     auto text = [&](const char* key, std::string* out) {
       if (out->empty() && config.contains(key) && config[key].is_string()) *out = config[key];
     };
@@ -326,7 +329,7 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
     cmd->add_option("--name", o->name, "Job display name (default: --output)");
     cmd->add_option("--priority", o->priority, "Higher runs first");
     cmd->add_option("--set", o->sets, "Hyperparameter key=value (repeatable)");
-    cmd->add_option("--config", o->config, "JSON job file: task, train, eval, eval_split, base_model, "
+    cmd->add_option("--config", o->config, "Job file (YAML if .yaml/.yml, else JSON): task, train, eval, eval_split, base_model, "
                                            "output, name, hyperparameters{}; flags override it");
     cmd->add_flag("-f,--follow", o->follow, "Show live progress until the job ends");
     cmd->add_flag("--cancel-on-interrupt", o->cancel_on_interrupt,
