@@ -7,17 +7,7 @@
 #include "text/unicode.h"
 
 namespace bertd::data {
-namespace {
-
-// Bytes in the UTF-8 sequence that `lead` starts; the text is known to be valid.
-size_t SequenceLength(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if (lead < 0xE0) return 2;
-  if (lead < 0xF0) return 3;
-  return 4;
-}
-
-}  // namespace
+using text::unicode::Utf8SequenceLength;
 
 std::vector<Record> SplitLines(absl::string_view text) {
   std::vector<Record> records;
@@ -99,7 +89,7 @@ absl::StatusOr<std::vector<Record>> SplitCsv(absl::string_view text) {
           return absl::InvalidArgumentError(absl::StrCat(
               "line ", line, ", byte column ", pos - line_start + 1, ": unexpected ",
               QuoteForMessage(
-                  text.substr(pos, SequenceLength(static_cast<unsigned char>(text[pos])))),
+                  text.substr(pos, Utf8SequenceLength(static_cast<unsigned char>(text[pos])))),
               " after the closing quote of a quoted field (a quote inside a quoted field is "
               "written as two quotes)"));
         }
@@ -145,7 +135,7 @@ std::vector<size_t> CodePointByteOffsets(absl::string_view text) {
   std::vector<size_t> offsets;
   offsets.reserve(text.size() + 1);
   for (size_t pos = 0; pos < text.size();
-       pos += SequenceLength(static_cast<unsigned char>(text[pos]))) {
+       pos += Utf8SequenceLength(static_cast<unsigned char>(text[pos]))) {
     offsets.push_back(pos);
   }
   offsets.push_back(text.size());

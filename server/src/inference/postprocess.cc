@@ -5,18 +5,10 @@
 #include <map>
 #include <numeric>
 
+#include "text/unicode.h"
+
 namespace bertd::inference {
 namespace {
-
-// Byte offset of code point `index` (clamped to the end) in valid UTF-8.
-size_t ByteOffsetOfCodePoint(absl::string_view text, int32_t index) {
-  size_t pos = 0;
-  for (int32_t seen = 0; pos < text.size() && seen < index; ++seen) {
-    const unsigned char lead = static_cast<unsigned char>(text[pos]);
-    pos += lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-  }
-  return std::min(pos, text.size());
-}
 
 // Indices of the k largest values among `candidates`.
 std::vector<int> TopIndices(const std::vector<float>& values, const std::vector<int>& candidates,
@@ -93,20 +85,14 @@ std::vector<SpanResult> MergeSpans(std::vector<SpanResult> spans, absl::string_v
     return a.score != b.score ? a.score > b.score : a.start < b.start;
   });
   if (merged.size() > static_cast<size_t>(std::max(top_k, 0))) merged.resize(std::max(top_k, 0));
-  for (SpanResult& span : merged) span.text = CodePointSubstr(context, span.start, span.end);
+  for (SpanResult& span : merged) span.text = text::unicode::CodePointSubstr(context, span.start, span.end);
   return merged;
-}
-
-std::string CodePointSubstr(absl::string_view text, int32_t start, int32_t end) {
-  const size_t begin = ByteOffsetOfCodePoint(text, start);
-  const size_t finish = ByteOffsetOfCodePoint(text, end);
-  return finish > begin ? std::string(text.substr(begin, finish - begin)) : std::string();
 }
 
 std::string ReplaceCodePoints(absl::string_view text, int32_t start, int32_t end,
                               absl::string_view replacement) {
-  const size_t begin = ByteOffsetOfCodePoint(text, start);
-  const size_t finish = std::max(begin, ByteOffsetOfCodePoint(text, end));
+  const size_t begin = text::unicode::ByteOffsetOfCodePoint(text, start);
+  const size_t finish = std::max(begin, text::unicode::ByteOffsetOfCodePoint(text, end));
   std::string out(text.substr(0, begin));
   out.append(replacement.data(), replacement.size());
   out.append(text.substr(finish).data(), text.size() - finish);

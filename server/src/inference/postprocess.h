@@ -31,9 +31,6 @@ std::vector<SpanResult> BestSpansInWindow(const std::vector<float>& start_logits
 std::vector<SpanResult> MergeSpans(std::vector<SpanResult> spans, absl::string_view context,
                                    int top_k);
 
-// The code points [start, end) of a UTF-8 string, as UTF-8.
-std::string CodePointSubstr(absl::string_view text, int32_t start, int32_t end);
-
 // `text` with code points [start, end) replaced by `replacement`.
 std::string ReplaceCodePoints(absl::string_view text, int32_t start, int32_t end,
                               absl::string_view replacement);

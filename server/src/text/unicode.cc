@@ -2,6 +2,8 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
+
 namespace bertd::text::unicode {
 
 int DecodeUtf8(absl::string_view text, size_t pos, char32_t* code_point) {
@@ -48,6 +50,27 @@ int64_t FindInvalidUtf8(absl::string_view text) {
     pos += static_cast<size_t>(length);
   }
   return -1;
+}
+
+size_t Utf8SequenceLength(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if (lead < 0xE0) return 2;
+  if (lead < 0xF0) return 3;
+  return 4;
+}
+
+size_t ByteOffsetOfCodePoint(absl::string_view text, int64_t index) {
+  size_t pos = 0;
+  for (int64_t seen = 0; pos < text.size() && seen < index; ++seen) {
+    pos += Utf8SequenceLength(static_cast<unsigned char>(text[pos]));
+  }
+  return std::min(pos, text.size());
+}
+
+std::string CodePointSubstr(absl::string_view text, int64_t start, int64_t end) {
+  const size_t begin = ByteOffsetOfCodePoint(text, start);
+  const size_t finish = ByteOffsetOfCodePoint(text, end);
+  return finish > begin ? std::string(text.substr(begin, finish - begin)) : std::string();
 }
 
 namespace {

@@ -22,6 +22,14 @@ int64_t CountCodePoints(absl::string_view text);
 // Byte offset of the first invalid UTF-8 sequence, or -1 when `text` is valid.
 int64_t FindInvalidUtf8(absl::string_view text);
 
+// Positions in text already known to be valid UTF-8 (offsets reported to users count code points).
+// Bytes in the sequence that `lead` starts.
+size_t Utf8SequenceLength(unsigned char lead);
+// Byte offset where code point `index` starts; text.size() when `index` is at or past the end.
+size_t ByteOffsetOfCodePoint(absl::string_view text, int64_t index);
+// Code points [start, end) of `text`, clamped to its length; empty when end <= start.
+std::string CodePointSubstr(absl::string_view text, int64_t start, int64_t end);
+
 // What BERT's text cleaning does with a character.
 enum class CleanClass : uint8_t {
   kDrop,        // U+FFFD and categories C* (control, format, private use, unassigned) but \t \n \r

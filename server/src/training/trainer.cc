@@ -21,6 +21,7 @@
 #include "data/metrics.h"
 #include "model/checkpoint.h"
 #include "model/io/safetensors.h"
+#include "text/unicode.h"
 #include "training/lr_schedule.h"
 #include "training/optimizer.h"
 
@@ -179,17 +180,7 @@ std::string PredictAnswer(const std::vector<const data::Feature*>& windows,
     }
   }
   if (best_null > best) return "";
-  // Code point slice of the context.
-  std::string out;
-  int32_t cp = 0;
-  for (size_t i = 0; i < context.size();) {
-    unsigned char c = context[i];
-    size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (cp >= best_range.first && cp < best_range.second) out.append(context, i, n);
-    i += n;
-    ++cp;
-  }
-  return out;
+  return text::unicode::CodePointSubstr(context, best_range.first, best_range.second);
 }
 
 struct Evaluation {

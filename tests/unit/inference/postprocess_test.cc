@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
+#include "text/unicode.h"
 
 namespace bertd::inference {
 namespace {
@@ -61,10 +62,10 @@ TEST(SpanTest, MergeKeepsBestPerRangeAndFillsText) {
 
 TEST(CodePointTest, SubstrAndReplaceCountCodePoints) {
   std::string text = "我爱[MASK]京🙂!";
-  EXPECT_EQ(CodePointSubstr(text, 0, 2), "我爱");
-  EXPECT_EQ(CodePointSubstr(text, 9, 10), "🙂");
+  EXPECT_EQ(text::unicode::CodePointSubstr(text, 0, 2), "我爱");
+  EXPECT_EQ(text::unicode::CodePointSubstr(text, 9, 10), "🙂");
   EXPECT_EQ(ReplaceCodePoints(text, 2, 8, "北"), "我爱北京🙂!");
-  EXPECT_EQ(CodePointSubstr(text, 5, 100), "SK]京🙂!");
+  EXPECT_EQ(text::unicode::CodePointSubstr(text, 5, 100), "SK]京🙂!");
 }
 
 }  // namespace
