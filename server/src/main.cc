@@ -114,20 +114,6 @@ ServerConfig ConfigFromFlags() {
   return config;
 }
 
-metrics::ModelState ToMetricsState(registry::ModelState state) {
-  switch (state) {
-    case registry::ModelState::kLoading:
-      return metrics::ModelState::kLoading;
-    case registry::ModelState::kReady:
-      return metrics::ModelState::kReady;
-    case registry::ModelState::kFailed:
-      return metrics::ModelState::kFailed;
-    case registry::ModelState::kUnloading:
-      return metrics::ModelState::kUnloading;
-  }
-  return metrics::ModelState::kFailed;
-}
-
 int Run(const ServerConfig& config) {
   // Signals are taken by sigwait() in this thread only; every thread created below inherits
   // the blocked mask, so none of them is interrupted.
@@ -211,8 +197,7 @@ int Run(const ServerConfig& config) {
         if (status.state == registry::ModelState::kUnloading) {
           server_metrics.RemoveModel(status.key.name, status.key.version);
         } else {
-          server_metrics.SetModelState(status.key.name, status.key.version,
-                                       ToMetricsState(status.state));
+          server_metrics.SetModelState(status.key.name, status.key.version, status.state);
         }
         if (status.state == registry::ModelState::kReady) {
           server_metrics.ObserveModelLoad(label, status.load_seconds);

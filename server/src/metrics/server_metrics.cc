@@ -13,8 +13,6 @@
 namespace bertd::metrics {
 namespace {
 
-constexpr ModelState kAllModelStates[] = {ModelState::kLoading, ModelState::kReady,
-                                          ModelState::kFailed, ModelState::kUnloading};
 
 std::vector<double> ExponentialBuckets(double start, double factor, int count) {
   std::vector<double> buckets;
@@ -64,20 +62,6 @@ std::string SeriesKey(const prometheus::Labels& labels) {
 }
 
 }  // namespace
-
-absl::string_view ModelStateName(ModelState state) {
-  switch (state) {
-    case ModelState::kLoading:
-      return "LOADING";
-    case ModelState::kReady:
-      return "READY";
-    case ModelState::kFailed:
-      return "FAILED";
-    case ModelState::kUnloading:
-      return "UNLOADING";
-  }
-  return "UNKNOWN";
-}
 
 std::string ModelLabel(absl::string_view name, absl::string_view version) {
   return absl::StrCat(name, "@", version);

@@ -12,15 +12,14 @@
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
+#include "common/model_state.h"
 #include "prometheus/registry.h"
 
 namespace bertd::metrics {
 
-// Lifecycle of one model version, as exported by bertd_model_state.
-enum class ModelState { kLoading, kReady, kFailed, kUnloading };
-
-// "LOADING", "READY", "FAILED" or "UNLOADING": the `state` label value.
-absl::string_view ModelStateName(ModelState state);
+// The `state` label of bertd_model_state is ModelStateName(state).
+using ::bertd::ModelState;
+using ::bertd::ModelStateName;
 
 // The `model` label value of every per-model series: "name@version".
 std::string ModelLabel(absl::string_view name, absl::string_view version);

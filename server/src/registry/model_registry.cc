@@ -35,20 +35,6 @@ const char* TaskName(Task task) {
   return "unknown";
 }
 
-const char* ModelStateName(ModelState state) {
-  switch (state) {
-    case ModelState::kLoading:
-      return "LOADING";
-    case ModelState::kReady:
-      return "READY";
-    case ModelState::kFailed:
-      return "FAILED";
-    case ModelState::kUnloading:
-      return "UNLOADING";
-  }
-  return "UNKNOWN";
-}
-
 bool VersionLess(const std::string& a, const std::string& b) {
   if (IsAllDigits(a) && IsAllDigits(b)) {
     // Compare as numbers without overflow: longer (after leading zeros) is larger.

@@ -12,12 +12,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/model_state.h"
 #include "registry/servable.h"
 
 namespace bertd::registry {
 
-enum class ModelState { kLoading, kReady, kFailed, kUnloading };
-const char* ModelStateName(ModelState state);
+using ::bertd::ModelState;
+using ::bertd::ModelStateName;
 
 struct ModelKey {
   std::string name;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
@@ -50,7 +51,7 @@ class ModelRegistryTest : public ::testing::Test {
 TEST_F(ModelRegistryTest, LoadsRepositoryAndResolvesNewestReadyVersion) {
   std::vector<std::string> transitions;
   ModelRegistry registry(root_, FakeFactory, [&](const ModelStatus& status) {
-    transitions.push_back(status.key.ToString() + ":" + ModelStateName(status.state));
+    transitions.push_back(absl::StrCat(status.key.ToString(), ":", ModelStateName(status.state)));
   });
   registry.LoadRepository();
 
