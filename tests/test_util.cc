@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <random>
 
 namespace bertd::testing {
@@ -22,6 +24,13 @@ bool SharedFileExists(const std::string& relative_path) {
 }
 
 std::string SharedPath(const std::string& relative_path) { return SharedDir() + "/" + relative_path; }
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
 
 std::string MakeTempDir(const std::string& prefix) {
   std::random_device rd;

@@ -13,6 +13,9 @@ const std::string& SharedDir();
 // A fresh empty directory under the test temp dir, removed by the caller's fixture if it wants.
 std::string MakeTempDir(const std::string& prefix);
 
+// A file's bytes; "" when it cannot be read.
+std::string ReadWholeFile(const std::string& path);
+
 }  // namespace bertd::testing
 
 // Skips the current test, saying why, when shared/ or the named file inside it is missing.

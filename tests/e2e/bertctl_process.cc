@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "test_util.h"
@@ -16,13 +15,6 @@
 extern char** environ;
 
 namespace bertd::testing {
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 BertctlProcess::BertctlProcess(const std::vector<std::string>& args, const std::string& input) {
   static int counter = 0;

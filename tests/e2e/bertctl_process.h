@@ -36,8 +36,6 @@ class BertctlProcess {
 // Runs bertctl to completion.
 BertctlResult RunBertctl(const std::vector<std::string>& args, const std::string& input = "");
 
-std::string ReadWholeFile(const std::string& path);
-
 }  // namespace bertd::testing
 
 #endif  // BERTD_TESTS_E2E_BERTCTL_PROCESS_H_

@@ -10,13 +10,12 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <httplib.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "test_util.h"
 
 extern char** environ;
 
@@ -120,12 +119,7 @@ void BertdProcess::Kill() {
   pid_ = -1;
 }
 
-std::string BertdProcess::log() const {
-  std::ifstream in(log_path_);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+std::string BertdProcess::log() const { return ReadWholeFile(log_path_); }
 
 std::string HttpGet(int port, const std::string& path) {
   httplib::Client client("127.0.0.1", port);

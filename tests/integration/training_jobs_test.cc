@@ -5,10 +5,8 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -29,13 +27,6 @@ using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAreArray;
 
 constexpr int64_t kMaxDatasetBytes = 1500000;  // above MRPC train (919457), the largest upload
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // sha256sum's answer: computed independently of the server's OpenSSL call.
 std::string Sha256Sum(const std::string& path) {
@@ -139,7 +130,7 @@ class TrainingJobsTest : public ::testing::Test {
   // A 24-row SST-2 slice as its own TSV (header + rows 1..24 of dev.tsv).
   v1::Dataset UploadSst2Slice(const std::string& name, int rows = 24) {
     std::vector<std::string> lines =
-        absl::StrSplit(ReadFile(SharedPath("data/glue/SST-2/dev.tsv")), '\n');
+        absl::StrSplit(ReadWholeFile(SharedPath("data/glue/SST-2/dev.tsv")), '\n');
     std::string slice;
     for (int i = 0; i <= rows; ++i) absl::StrAppend(&slice, lines[i], "\n");
     v1::DatasetMetadata metadata;
@@ -276,7 +267,7 @@ TEST_F(TrainingJobsTest, UploadsRealDatasetsWithVerifiedCounts) {
     const std::string path = SharedPath(file.path);
     // Small chunks for one file: the server must reassemble across many messages.
     v1::Dataset dataset;
-    grpc::Status status = Upload(metadata, ReadFile(path), &dataset,
+    grpc::Status status = Upload(metadata, ReadWholeFile(path), &dataset,
                                  std::string(file.name) == "sst2-dev" ? 1000 : 64 * 1024);
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(dataset.name(), file.name);
@@ -412,7 +403,7 @@ TEST_F(TrainingJobsTest, InvalidSpecsAreRefusedNamingTheField) {
   v1::DatasetMetadata squad;
   squad.set_name("squad-tiny");
   squad.set_format("squad_json");
-  UploadOk(squad, ReadFile(SharedPath("data/squad/tiny.json")));
+  UploadOk(squad, ReadWholeFile(SharedPath("data/squad/tiny.json")));
 
   struct Case {
     const char* field;
@@ -669,7 +660,7 @@ TEST_F(TrainingJobsTest, EveryTaskFineTunesThroughGrpcAndReportsMetrics) {
   v1::DatasetMetadata squad_metadata;
   squad_metadata.set_name("squad-tiny");
   squad_metadata.set_format("squad_json");
-  UploadOk(squad_metadata, ReadFile(SharedPath("data/squad/tiny.json")));
+  UploadOk(squad_metadata, ReadWholeFile(SharedPath("data/squad/tiny.json")));
 
   struct Case {
     v1::TrainingTask task;
