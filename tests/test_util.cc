@@ -25,6 +25,16 @@ bool SharedFileExists(const std::string& relative_path) {
 
 std::string SharedPath(const std::string& relative_path) { return SharedDir() + "/" + relative_path; }
 
+void InstallFixtureModel(const std::string& fixture, const std::string& repository,
+                         const std::string& name, const std::string& version) {
+  const std::filesystem::path target = std::filesystem::path(repository) / name / version;
+  std::filesystem::create_directories(target);
+  for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
+    std::filesystem::copy_file(SharedPath("fixtures/tiny-bert/" + fixture + "/" + file),
+                               target / file);
+  }
+}
+
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream buffer;

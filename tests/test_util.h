@@ -13,6 +13,11 @@ const std::string& SharedDir();
 // A fresh empty directory under the test temp dir, removed by the caller's fixture if it wants.
 std::string MakeTempDir(const std::string& prefix);
 
+// Copies the tiny-bert fixture `fixture` ("classifier", "pretraining" or "qa") into a model
+// repository as <repository>/<name>/<version>/ (config.json, vocab.txt, model.safetensors).
+void InstallFixtureModel(const std::string& fixture, const std::string& repository,
+                         const std::string& name, const std::string& version = "1");
+
 // A file's bytes; "" when it cannot be read.
 std::string ReadWholeFile(const std::string& path);
 

@@ -31,11 +31,7 @@ class BertctlTest : public ::testing::Test {
     data_dir_ = new std::string(MakeTempDir("bertctl-e2e"));
     const fs::path models = fs::path(*data_dir_) / "models";
     for (const char* name : {"classifier", "pretraining", "qa"}) {
-      fs::create_directories(models / name / "1");
-      for (const auto& file : fs::directory_iterator(SharedPath("fixtures/tiny-bert/") + name)) {
-        if (file.path().filename() == "pytorch_model.bin") continue;
-        fs::copy_file(file.path(), models / name / "1" / file.path().filename());
-      }
+      InstallFixtureModel(name, models.string(), name);
     }
     server_ = new BertdProcess(*data_dir_);
     ASSERT_TRUE(server_->WaitUntilServing()) << server_->log();

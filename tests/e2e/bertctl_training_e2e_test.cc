@@ -42,11 +42,7 @@ class BertctlTrainingTest : public ::testing::Test {
     data_dir_ = MakeTempDir("bertctl-training-e2e");
     // Two copies of the classifier: `base2` can be unloaded without touching `classifier`.
     for (const char* name : {"classifier", "base2"}) {
-      const fs::path dir = fs::path(data_dir_) / "models" / name / "1";
-      fs::create_directories(dir);
-      for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
-        fs::copy_file(SharedPath(std::string("fixtures/tiny-bert/classifier/") + file), dir / file);
-      }
+      InstallFixtureModel("classifier", data_dir_ + "/models", name);
     }
     // The header and the first 32 rows of SST-2 dev: both labels, real sentences.
     train_tsv_ = data_dir_ + "/small.tsv";

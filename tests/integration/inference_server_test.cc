@@ -45,11 +45,7 @@ class InferenceServerTest : public ::testing::Test {
     data_dir_ = new std::string(MakeTempDir("bertd-it"));
     const fs::path models = fs::path(*data_dir_) / "models";
     for (const char* name : {"classifier", "pretraining", "qa"}) {
-      fs::create_directories(models / name / "1");
-      for (const auto& file : fs::directory_iterator(SharedPath("fixtures/tiny-bert/") + name)) {
-        if (file.path().filename() == "pytorch_model.bin") continue;
-        fs::copy_file(file.path(), models / name / "1" / file.path().filename());
-      }
+      InstallFixtureModel(name, models.string(), name);
     }
     fs::create_directories(models / "broken" / "1");
     std::ofstream(models / "broken" / "1" / "config.json") << "{\"hidden_size\": 30, \"num_attention_heads\": 4}";

@@ -94,11 +94,7 @@ v1::JobState Follow(const std::shared_ptr<grpc::Channel>& channel, const std::st
 TEST(JobResumeTest, SigkillMidJobThenRestartResumesToTheSameWeights) {
   BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
   std::string data_dir = MakeTempDir("bertd-resume");
-  fs::path version = fs::path(data_dir) / "models" / "classifier" / "1";
-  fs::create_directories(version);
-  for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
-    fs::copy_file(SharedPath(std::string("fixtures/tiny-bert/classifier/") + file), version / file);
-  }
+  InstallFixtureModel("classifier", data_dir + "/models", "classifier");
   // The fixture classifier has 3 labels; SST-2 has 2: the head is re-initialized (seeded).
   std::string interrupted_model;
   {

@@ -22,11 +22,7 @@ namespace fs = std::filesystem;
 
 std::string MakeRepositoryWithClassifier() {
   std::string data_dir = MakeTempDir("bertd-lifecycle");
-  fs::path version = fs::path(data_dir) / "models" / "classifier" / "1";
-  fs::create_directories(version);
-  for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
-    fs::copy_file(SharedPath(std::string("fixtures/tiny-bert/classifier/") + file), version / file);
-  }
+  InstallFixtureModel("classifier", data_dir + "/models", "classifier");
   return data_dir;
 }
 

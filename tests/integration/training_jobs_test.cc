@@ -56,12 +56,7 @@ class TrainingJobsTest : public ::testing::Test {
   void SetUp() override {
     BERTD_REQUIRE_SHARED("fixtures/tiny-bert/classifier/config.json");
     data_dir_ = MakeTempDir("bertd-train-it");
-    const fs::path model = fs::path(data_dir_) / "models" / "classifier" / "1";
-    fs::create_directories(model);
-    for (const auto& file : fs::directory_iterator(SharedPath("fixtures/tiny-bert/classifier"))) {
-      if (file.path().filename() == "pytorch_model.bin") continue;
-      fs::copy_file(file.path(), model / file.path().filename());
-    }
+    InstallFixtureModel("classifier", data_dir_ + "/models", "classifier");
   }
 
   void TearDown() override {
@@ -637,11 +632,7 @@ v1::Job Cancel(v1::JobService::Stub* jobs, const std::string& id) {
 TEST_F(TrainingJobsTest, EveryTaskFineTunesThroughGrpcAndReportsMetrics) {
   BERTD_REQUIRE_SHARED("data/squad/tiny.json");
   // The QA fixture joins the repository as a second base model.
-  const fs::path qa = fs::path(data_dir_) / "models" / "qa" / "1";
-  fs::create_directories(qa);
-  for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
-    fs::copy_file(SharedPath(std::string("fixtures/tiny-bert/qa/") + file), qa / file);
-  }
+  InstallFixtureModel("qa", data_dir_ + "/models", "qa");
   StartServer({"--cpu_workers=1"});
 
   std::string pairs = "first\tsecond\tlabel\n";
