@@ -23,7 +23,9 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 # Starts bertd with its embedded defaults: data in $(DATA_DIR), models from $(DATA_DIR)/models.
-run: build
+# Builds only the binaries a user runs, not the test suites.
+run: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bertd bertctl
 	mkdir -p $(DATA_DIR)/models
 	./$(BUILD_DIR)/server/bertd --data_dir=$(DATA_DIR) $(ARGS)
 
