@@ -17,9 +17,11 @@ enum class DatasetFormat {
   kCsv,        // RFC 4180: quoted fields may hold commas, doubled quotes and line breaks
   kJsonl,      // one JSON object per line
   kSquadJson,  // SQuAD v1.1/v2.0 layout: data[].paragraphs[].qas[]
+  kText,       // plain UTF-8 corpus for pretraining: one Example per document (see SplitCorpus in
+               // data/pretraining_data.h), Example::text holding the document's text
 };
 
-// "tsv", "csv", "jsonl" or "squad_json"; INVALID_ARGUMENT otherwise.
+// "tsv", "csv", "jsonl", "squad_json" or "text"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<DatasetFormat> ParseDatasetFormat(absl::string_view name);
 absl::string_view DatasetFormatName(DatasetFormat format);
 
