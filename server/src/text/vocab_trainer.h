@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "text/basic_tokenizer.h"
 #include "text/vocab.h"
 
 namespace bertd::text {
@@ -43,6 +44,7 @@ class WordPieceTrainer {
 
  private:
   VocabTrainerOptions options_;
+  BasicTokenizer basic_;  // special tokens found in the text stay whole and are not counted
   absl::flat_hash_map<std::string, int64_t> word_counts_;
   int64_t words_counted_ = 0;
 };
