@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/names.h"
 
 namespace bertd::registry {
 namespace {
@@ -53,20 +54,7 @@ bool ModelKey::operator<(const ModelKey& other) const {
 }
 
 absl::Status ValidateName(absl::string_view what, absl::string_view name) {
-  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
-  if (name.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is longer than 128 characters"));
-  }
-  if (name[0] == '.') {
-    return absl::InvalidArgumentError(absl::StrCat(what, " '", name, "' must not start with '.'"));
-  }
-  for (char c : name) {
-    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " '", name, "' may contain only letters, digits, '-', '_' and '.'"));
-    }
-  }
-  return absl::OkStatus();
+  return bertd::ValidateName(what, name);
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> ParseModelSpec(absl::string_view spec) {

@@ -1,0 +1,65 @@
+#include "auth/authorizer.h"
+
+#include <atomic>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace bertd::auth {
+namespace {
+
+// Longer "tokens" are not hashed: they are not ours, and the bound keeps the work per call small.
+constexpr size_t kMaxTokenBytes = 4096;
+
+std::atomic<const Authorizer*> g_authorizer{nullptr};
+
+absl::string_view View(grpc::string_ref ref) { return absl::string_view(ref.data(), ref.size()); }
+
+}  // namespace
+
+absl::Status Authorizer::Check(absl::string_view full_method, const ClientMetadata& metadata) const {
+  const MethodAccess access = RequiredAccess(full_method);
+  if (access.open) return absl::OkStatus();
+
+  // gRPC lower-cases metadata keys on the wire.
+  auto [begin, end] = metadata.equal_range("authorization");
+  if (begin == end) {
+    return absl::UnauthenticatedError(
+        "missing credentials: send metadata 'authorization: Bearer <token>'");
+  }
+  if (std::next(begin) != end) {
+    return absl::UnauthenticatedError("more than one 'authorization' metadata entry");
+  }
+  absl::string_view value = View(begin->second);
+  constexpr absl::string_view kScheme = "bearer ";
+  if (value.size() < kScheme.size() ||
+      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme)) {
+    return absl::UnauthenticatedError("'authorization' metadata must be 'Bearer <token>'");
+  }
+  absl::string_view token = absl::StripAsciiWhitespace(value.substr(kScheme.size()));
+  if (token.empty()) return absl::UnauthenticatedError("the bearer token is empty");
+  if (token.size() > kMaxTokenBytes) return absl::UnauthenticatedError("invalid bearer token");
+
+  const TokenEntry* entry = tokens_.Find(token);
+  if (entry == nullptr) return absl::UnauthenticatedError("invalid bearer token");
+  if (entry->role < access.role) {
+    return absl::PermissionDeniedError(absl::StrCat("token '", entry->name, "' has role ",
+                                                    RoleName(entry->role), "; ", full_method,
+                                                    " needs ", RoleName(access.role)));
+  }
+  return absl::OkStatus();
+}
+
+void InstallAuthorizer(std::unique_ptr<const Authorizer> authorizer) {
+  // Never freed: handlers may still run on other threads while the process exits.
+  g_authorizer.store(authorizer.release());
+}
+
+absl::Status CheckCall(const grpc::ServerContextBase& context, absl::string_view full_method) {
+  const Authorizer* authorizer = g_authorizer.load();
+  if (authorizer == nullptr) return absl::OkStatus();
+  return authorizer->Check(full_method, context.client_metadata());
+}
+
+}  // namespace bertd::auth
