@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "data/pretraining_data.h"
 #include "data/records.h"
 #include "data/squad.h"
 #include "nlohmann/json.hpp"
@@ -268,6 +269,23 @@ absl::StatusOr<ParsedDataset> ParseJsonl(absl::string_view bytes, const DatasetS
   return parsed;
 }
 
+// One example per document, with the line it starts on as its id.
+absl::StatusOr<ParsedDataset> ParseText(absl::string_view bytes) {
+  ParsedDataset parsed;
+  for (CorpusDocument& document : SplitDocuments(bytes)) {
+    Example example;
+    example.id = absl::StrCat(document.line);
+    example.text = std::move(document.text);
+    parsed.examples.push_back(std::move(example));
+  }
+  if (parsed.examples.empty()) {
+    return absl::InvalidArgumentError(
+        "the text dataset has no documents: it is empty or holds only blank lines");
+  }
+  parsed.rows = static_cast<int64_t>(parsed.examples.size());
+  return parsed;
+}
+
 absl::Status CheckSize(int64_t size, const DatasetSpec& spec) {
   if (spec.max_bytes > 0 && size > spec.max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -283,8 +301,9 @@ absl::StatusOr<DatasetFormat> ParseDatasetFormat(absl::string_view name) {
   if (name == "csv") return DatasetFormat::kCsv;
   if (name == "jsonl") return DatasetFormat::kJsonl;
   if (name == "squad_json") return DatasetFormat::kSquadJson;
+  if (name == "text") return DatasetFormat::kText;
   return absl::InvalidArgumentError(absl::StrCat("unknown dataset format ", QuoteForMessage(name),
-                                                 "; expected tsv, csv, jsonl or squad_json"));
+                                                 "; expected tsv, csv, jsonl, squad_json or text"));
 }
 
 absl::string_view DatasetFormatName(DatasetFormat format) {
@@ -297,6 +316,8 @@ absl::string_view DatasetFormatName(DatasetFormat format) {
       return "jsonl";
     case DatasetFormat::kSquadJson:
       return "squad_json";
+    case DatasetFormat::kText:
+      return "text";
   }
   return "unknown";
 }
@@ -314,6 +335,8 @@ absl::StatusOr<ParsedDataset> ParseDatasetBytes(absl::string_view bytes, const D
       return ParseJsonl(bytes, spec);
     case DatasetFormat::kSquadJson:
       return ParseSquadJson(bytes);
+    case DatasetFormat::kText:
+      return ParseText(bytes);
   }
   return absl::InvalidArgumentError("unknown dataset format");
 }

@@ -18,7 +18,8 @@ enum class DatasetFormat {
   kJsonl,      // one JSON object per line
   kSquadJson,  // SQuAD v1.1/v2.0 layout: data[].paragraphs[].qas[]
   kText,       // plain UTF-8 corpus for pretraining: one Example per document (see SplitCorpus in
-               // data/pretraining_data.h), Example::text holding the document's text
+               // data/pretraining_data.h), Example::text holding the document's text (its lines
+               // joined by '\n'), Example::id the 1-based line it starts on; no labels
 };
 
 // "tsv", "csv", "jsonl", "squad_json" or "text"; INVALID_ARGUMENT otherwise.
@@ -35,8 +36,8 @@ struct ColumnRef {
 struct DatasetSpec {
   DatasetFormat format = DatasetFormat::kTsv;
   bool has_header = false;  // tsv/csv only
-  // Not used by squad_json, whose layout is fixed. `text` is required otherwise; `label` may be
-  // left out for unlabelled data.
+  // Not used by squad_json, whose layout is fixed, nor by text (whole documents, no columns).
+  // `text` is required otherwise; `label` may be left out for unlabelled data.
   std::optional<ColumnRef> text, text_pair, label;
   // When not empty, every label must be one of these.
   std::vector<std::string> allowed_labels;

@@ -50,8 +50,10 @@ TEST(DatasetFormatTest, ParsesTheFourNames) {
   absl::StatusOr<DatasetFormat> bad = ParseDatasetFormat("parquet");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("\"parquet\""));
-  EXPECT_THAT(bad.status().message(), HasSubstr("tsv, csv, jsonl or squad_json"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("tsv, csv, jsonl, squad_json or text"));
   EXPECT_EQ(DatasetFormatName(DatasetFormat::kSquadJson), "squad_json");
+  EXPECT_EQ(*ParseDatasetFormat("text"), DatasetFormat::kText);
+  EXPECT_EQ(DatasetFormatName(DatasetFormat::kText), "text");
 }
 
 TEST(TsvTest, HeaderNamesIdsAndLabelCounts) {
@@ -407,6 +409,53 @@ TEST(ParseDatasetFileTest, PrefixesErrorsWithThePathAndChecksSizeFirst) {
   parsed = ParseDatasetFile(dir + "/missing.tsv", spec);
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kNotFound);
   std::filesystem::remove_all(dir);
+}
+
+DatasetSpec Text() {
+  DatasetSpec spec;
+  spec.format = DatasetFormat::kText;
+  return spec;
+}
+
+TEST(TextDatasetTest, OneExamplePerLineWithoutBlankLines) {
+  absl::StatusOr<ParsedDataset> parsed =
+      ParseDatasetBytes("\xEF\xBB\xBF" "First doc. Two sentences.\r\nSecond doc\n\n", Text());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->rows, 2);
+  EXPECT_EQ(parsed->examples[0].id, "1");
+  EXPECT_EQ(parsed->examples[0].text, "First doc. Two sentences.");
+  EXPECT_EQ(parsed->examples[1].id, "2");
+  EXPECT_EQ(parsed->examples[1].text, "Second doc");
+  EXPECT_TRUE(parsed->examples[1].label.empty());
+  EXPECT_TRUE(parsed->label_counts.empty());
+}
+
+TEST(TextDatasetTest, BlankLinesSeparateDocumentsWhoseLinesAreJoined) {
+  absl::StatusOr<ParsedDataset> parsed =
+      ParseDatasetBytes("\nline one\r\nline two\n\n\n第二篇。\n第二行\n", Text());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->rows, 2);
+  EXPECT_EQ(parsed->examples[0].id, "2");
+  EXPECT_EQ(parsed->examples[0].text, "line one\nline two");
+  EXPECT_EQ(parsed->examples[1].id, "6");
+  EXPECT_EQ(parsed->examples[1].text, "第二篇。\n第二行");
+}
+
+TEST(TextDatasetTest, EmptyCorporaAndBadUtf8AreRejected) {
+  EXPECT_THAT(ErrorOf("", Text()), HasSubstr("no documents"));
+  EXPECT_THAT(ErrorOf("\n  \n\t\n", Text()), HasSubstr("no documents"));
+  EXPECT_THAT(ErrorOf("fine\nbad \xFF here\n", Text()), HasSubstr("line 2, byte column 5"));
+}
+
+TEST(TextDatasetTest, ReadsTheChineseEssay) {
+  BERTD_REQUIRE_SHARED("data/text/beiying.txt");
+  absl::StatusOr<ParsedDataset> parsed =
+      ParseDatasetFile(bertd::testing::SharedPath("data/text/beiying.txt"), Text());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  // Ten lines, no blank line between them: ten documents, the first being the title.
+  ASSERT_EQ(parsed->rows, 10);
+  EXPECT_EQ(parsed->examples[0].text, "背影");
+  EXPECT_EQ(parsed->examples[9].id, "10");
 }
 
 }  // namespace
