@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "text/unicode.h"
 
 namespace bertd::data {
@@ -377,6 +378,31 @@ std::vector<std::vector<std::string>> SplitCorpus(absl::string_view corpus) {
     if (!sentences.empty()) documents.push_back(std::move(sentences));
   }
   return documents;
+}
+
+absl::StatusOr<TokenizedCorpus> TokenizeCorpus(
+    const std::vector<std::vector<std::string>>& documents, const text::BertTokenizer& tokenizer) {
+  TokenizedCorpus corpus;
+  corpus.tokens.resize(documents.size());
+  corpus.word_starts.resize(documents.size());
+  for (size_t d = 0; d < documents.size(); ++d) {
+    for (size_t s = 0; s < documents[d].size(); ++s) {
+      absl::StatusOr<std::vector<text::Token>> tokens = tokenizer.Tokenize(documents[d][s]);
+      if (!tokens.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("document ", d, ", sentence ", s, ": ",
+                                                       tokens.status().message()));
+      }
+      std::vector<int32_t>& ids = corpus.tokens[d].emplace_back();
+      std::vector<bool>& starts = corpus.word_starts[d].emplace_back();
+      ids.reserve(tokens->size());
+      starts.reserve(tokens->size());
+      for (const text::Token& token : *tokens) {
+        ids.push_back(token.id);
+        starts.push_back(!absl::StartsWith(token.text, text::WordPiece::kContinuationPrefix));
+      }
+    }
+  }
+  return corpus;
 }
 
 std::vector<SentencePair> BuildSentencePairs(

@@ -49,6 +49,18 @@ struct SentencePair {
   bool is_random_next = false;  // NSP label 1
 };
 
+// A corpus as token ids, in the shape BuildSentencePairs takes.
+struct TokenizedCorpus {
+  std::vector<std::vector<std::vector<int32_t>>> tokens;     // [document][sentence][token]
+  std::vector<std::vector<std::vector<bool>>> word_starts;  // parallel: token not "##"-prefixed
+};
+
+// Word pieces of every sentence (no [CLS]/[SEP]); a sentence may come out empty (only dropped
+// characters), which BuildSentencePairs skips. INVALID_ARGUMENT naming the document and sentence
+// (0-based) for text the tokenizer refuses (invalid UTF-8).
+absl::StatusOr<TokenizedCorpus> TokenizeCorpus(
+    const std::vector<std::vector<std::string>>& documents, const text::BertTokenizer& tokenizer);
+
 struct PairOptions {
   int32_t max_seq_length = 128;  // [CLS] A [SEP] B [SEP] fits in it
   double short_seq_prob = 0.1;   // sometimes pack shorter pairs, as BERT's create_pretraining_data

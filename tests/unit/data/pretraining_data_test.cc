@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -13,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
+#include "text/vocab_trainer.h"
 
 namespace bertd::data {
 namespace {
@@ -480,6 +482,84 @@ TEST(MaskPairTest, WholeWordMaskingTakesEveryPieceOfAWord) {
   }
   // Words are skipped only when they would overshoot, so the count stays close to 18.
   EXPECT_GT(static_cast<double>(chosen_total) / kSamples, 16.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole data path on real text: corpus -> vocabulary -> tokens -> pairs -> masked inputs.
+
+TEST(PretrainingPipelineTest, ChineseAndEnglishCorpusBecomesModelInputs) {
+  BERTD_REQUIRE_SHARED("data/text/beiying.txt");
+  BERTD_REQUIRE_SHARED("data/glue/RTE/train.tsv");
+  // One document per line: no blank line may come between the essay and the news.
+  std::string corpus = std::string(absl::StripTrailingAsciiWhitespace(
+      testing::ReadWholeFile(testing::SharedPath("data/text/beiying.txt"))));
+  const std::string rte = testing::ReadWholeFile(testing::SharedPath("data/glue/RTE/train.tsv"));
+  int rows = 0;
+  for (absl::string_view line : absl::StrSplit(rte, '\n')) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, '\t');
+    if (rows++ == 0 || fields.size() < 3) continue;  // header
+    absl::StrAppend(&corpus, "\n", fields[1]);      // the premise: a few sentences of news
+    if (rows > 800) break;
+  }
+  const std::vector<std::vector<std::string>> documents = SplitCorpus(corpus);
+  ASSERT_GT(documents.size(), 700u);
+
+  text::VocabTrainerOptions vocab_options;
+  vocab_options.vocab_size = 4000;
+  text::WordPieceTrainer trainer(vocab_options);
+  for (const auto& document : documents) {
+    for (const std::string& sentence : document) ASSERT_TRUE(trainer.AddText(sentence).ok());
+  }
+  absl::StatusOr<text::Vocab> vocab = trainer.Train();
+  ASSERT_TRUE(vocab.ok()) << vocab.status();
+  absl::StatusOr<text::BertTokenizer> tokenizer =
+      text::BertTokenizer::Create(*vocab, text::TokenizerOptions{});
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  absl::StatusOr<TokenizedCorpus> tokenized = TokenizeCorpus(documents, *tokenizer);
+  ASSERT_TRUE(tokenized.ok()) << tokenized.status();
+  ASSERT_EQ(tokenized->tokens.size(), documents.size());
+  int64_t pieces = 0, unknown = 0;
+  for (size_t d = 0; d < documents.size(); ++d) {
+    ASSERT_EQ(tokenized->tokens[d].size(), documents[d].size());
+    for (size_t s = 0; s < documents[d].size(); ++s) {
+      const auto& ids = tokenized->tokens[d][s];
+      ASSERT_EQ(tokenized->word_starts[d][s].size(), ids.size());
+      for (size_t k = 0; k < ids.size(); ++k) {
+        EXPECT_EQ(tokenized->word_starts[d][s][k], !absl::StartsWith(vocab->TokenAt(ids[k]), "##"));
+        unknown += ids[k] == tokenizer->unk_id() ? 1 : 0;
+      }
+      pieces += static_cast<int64_t>(ids.size());
+    }
+  }
+  EXPECT_LT(static_cast<double>(unknown), 0.005 * static_cast<double>(pieces));
+
+  PairOptions pair_options;
+  pair_options.max_seq_length = 64;
+  pair_options.dupe_factor = 2;
+  std::mt19937_64 rng(17);
+  const std::vector<SentencePair> pairs =
+      BuildSentencePairs(tokenized->tokens, tokenized->word_starts, pair_options, rng);
+  ASSERT_GT(pairs.size(), 1000u);
+  MaskingOptions masking;
+  masking.whole_word_masking = true;
+  int64_t random = 0, targets = 0, candidates = 0;
+  for (const SentencePair& pair : pairs) {
+    const MaskedExample example = MaskPair(pair, *vocab, 64, masking, rng);
+    ASSERT_EQ(example.input_ids.size(), 64u);
+    ASSERT_EQ(example.input_ids[0], tokenizer->cls_id());
+    ASSERT_EQ(example.input_ids[pair.tokens_a.size() + 1], tokenizer->sep_id());
+    ASSERT_EQ(example.input_ids[pair.tokens_a.size() + pair.tokens_b.size() + 2],
+              tokenizer->sep_id());
+    random += example.nsp_label;
+    candidates += static_cast<int64_t>(pair.tokens_a.size() + pair.tokens_b.size());
+    for (int32_t label : example.mlm_labels) targets += label != -100 ? 1 : 0;
+  }
+  ExpectBinomial(random, static_cast<int64_t>(pairs.size()), 0.5, "random-next pairs");
+  // Whole words are skipped when they would overshoot, and [UNK]s are never targets: a little
+  // under 15% of the tokens are predicted.
+  const double rate = static_cast<double>(targets) / static_cast<double>(candidates);
+  EXPECT_GT(rate, 0.13);
+  EXPECT_LE(rate, 0.155);
 }
 
 }  // namespace
