@@ -28,6 +28,18 @@ struct VocabTrainerOptions {
 // are merged until vocab_size is reached. Specials come first, in the given order. The result
 // depends only on the counted text and the options (ties are broken by token text), so the same
 // corpus gives the same vocab.txt on any machine.
+//
+// Details (docs/training.md, "Vocabulary training"):
+// - Merge score: the pair's frequency over word occurrences, as Hugging Face (not Google's
+//   likelihood score). Ties: the pair whose (left, right) token texts sort first, byte-wise.
+//   Merging stops at vocab_size tokens or when the best pair is seen < min_frequency times.
+// - Alphabet: ties in character frequency go to the lower code point. Words holding a character
+//   outside it, or longer than WordPiece's 100 characters, are [UNK] when tokenizing and take no
+//   part in the merges.
+// - Order: specials, alphabet characters by code point, "##" forms by code point, then merges
+//   in the order made. When specials + forms exceed vocab_size, the most used forms are kept.
+// - Options are checked by Train(): vocab_size >= specials + 1, limit_alphabet >= 1,
+//   min_frequency >= 0, specials non-empty, distinct and without line breaks, non-empty prefix.
 class WordPieceTrainer {
  public:
   explicit WordPieceTrainer(VocabTrainerOptions options);
