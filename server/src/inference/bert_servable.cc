@@ -108,7 +108,17 @@ absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registr
   description.vocab_size = config.vocab_size;
 
   BERTD_ASSIGN_OR_RETURN(c10::Device device, model::ParseDevice(options.device));
-  servable->runner_ = std::make_unique<ModelRunner>(std::move(loaded.model), device);
+  RunnerOptions runner_options;
+  runner_options.fast_path = options.fast_path;
+  runner_options.precision = options.precision;
+  runner_options.threads = options.threads;
+  servable->runner_ = std::make_unique<ModelRunner>(std::move(loaded.model), device, runner_options);
+  description.precision = std::string(runtime::PrecisionName(servable->runner_->precision()));
+  if (options.fast_path && !servable->runner_->uses_fast_path()) {
+    description.warnings.push_back(absl::StrCat("fast CPU path not used (",
+                                                servable->runner_->fallback_reason(),
+                                                "): LibTorch float32 runs this model"));
+  }
 
   BatcherOptions batcher_options = options.batcher;
   batcher_options.name = key.ToString();

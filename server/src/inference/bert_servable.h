@@ -12,6 +12,7 @@
 #include "inference/sequence_work.h"
 #include "registry/model_registry.h"
 #include "registry/servable.h"
+#include "runtime/fast_bert.h"
 #include "text/encoding.h"
 #include "text/tokenizer.h"
 
@@ -21,6 +22,11 @@ class ModelRunner;
 
 struct ServableOptions {
   std::string device = "cpu";
+  // Encoder precision on the CPU fast path (runtime::FastBert); bf16 falls back to fp32 where
+  // the fast path cannot run the model.
+  runtime::Precision precision = runtime::Precision::kFloat32;
+  int threads = 0;          // encoder threads; 0 = every usable CPU
+  bool fast_path = true;    // false: LibTorch's padded forward (the reference path)
   BatcherOptions batcher;
   // Called after every batch (metrics); `key` is "name@version".
   std::function<void(const std::string& key, const BatchStats& stats, int queue_depth)> on_batch;
