@@ -32,6 +32,7 @@
 #include "metrics/process_collector.h"
 #include "metrics/server_metrics.h"
 #include "registry/model_registry.h"
+#include "runtime/fast_bert.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (host:port)");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
@@ -40,6 +41,8 @@ ABSL_FLAG(std::string, data_dir, "./var", "Data directory: models, datasets, job
 ABSL_FLAG(std::string, model_repository, "",
           "Model repository (<name>/<version>/ in the Hugging Face layout); default <data_dir>/models");
 ABSL_FLAG(std::string, device, "cpu", "Device for inference: cpu, cuda or cuda:N");
+ABSL_FLAG(std::string, precision, "fp32",
+          "Encoder precision for CPU inference: fp32 or bf16 (fast where the CPU has avx512_bf16/AMX)");
 ABSL_FLAG(int, intra_op_threads, 0,
           "LibTorch intra-op threads for inference; 0 = the CPUs this process may use");
 ABSL_FLAG(int, max_batch_size, 32, "Most sequences in one inference batch");
@@ -173,6 +176,13 @@ int Run(const ServerConfig& config) {
 
   inference::ServableOptions servable_options;
   servable_options.device = config.device;
+  auto precision = runtime::ParsePrecision(absl::GetFlag(FLAGS_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "bertd: --%s\n", std::string(precision.status().message()).c_str());
+    return 1;
+  }
+  servable_options.precision = *precision;
+  servable_options.threads = config.intra_op_threads;
   servable_options.batcher = config.batcher;
   servable_options.on_batch = [&server_metrics](const std::string& model,
                                                 const inference::BatchStats& stats,
