@@ -18,6 +18,8 @@ PACKAGES=(
   libcli11-dev libyaml-cpp-dev
   # Independent numerical reference for tests (PyTorch's own optimizers and layers).
   python3 python3-torch python3-numpy
+  # Deployment tests (tests/deploy): Prometheus and promtool, YAML parsing, dashboard pictures.
+  prometheus python3-yaml python3-matplotlib
 )
 
 missing=()
