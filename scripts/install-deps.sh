@@ -16,6 +16,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   # bertctl: command line (CLI11, header-only) and YAML job files.
   libcli11-dev libyaml-cpp-dev
+  # TLS and SHA-256 (auth; also gRPC's), test certificates (openssl CLI), libFuzzer (clang).
+  libssl-dev openssl clang libclang-rt-14-dev
   # Independent numerical reference for tests (PyTorch's own optimizers and layers).
   python3 python3-torch python3-numpy
   # Deployment tests (tests/deploy): Prometheus and promtool, YAML parsing, dashboard pictures.

@@ -18,12 +18,15 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "api/dataset_service.h"
 #include "api/inference_service.h"
 #include "api/job_service.h"
 #include "api/model_service.h"
+#include "auth/authorizer.h"
+#include "auth/tls.h"
 #include "inference/bert_servable.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
@@ -34,7 +37,17 @@
 #include "registry/model_registry.h"
 #include "runtime/fast_bert.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (host:port)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC listen address (host:port). Loopback by default: without --tls_cert the traffic is "
+          "plaintext; listen on other interfaces (0.0.0.0:50051) with TLS and tokens");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the server; with --tls_key enables TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s); when set, clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "File of accepted bearer tokens, one '<sha256 hex> <reader|trainer|admin> <name>' per "
+          "line (bertctl token create); empty: no authentication, every caller is admin");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
           "Prometheus /metrics listen address (host:port); empty disables it");
 ABSL_FLAG(std::string, data_dir, "./var", "Data directory: models, datasets, jobs");
@@ -72,6 +85,8 @@ namespace {
 struct ServerConfig {
   std::string listen;
   std::string metrics_listen;
+  auth::TlsFiles tls;
+  std::string auth_tokens_file;
   std::string data_dir;
   std::string model_repository;
   std::string device;
@@ -87,6 +102,11 @@ struct ServerConfig {
 };
 
 int UsableCpus() {
+bool IsLoopback(const std::string& listen) {
+  return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
+         absl::StartsWith(listen, "[::1]:");
+}
+
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
@@ -96,6 +116,9 @@ ServerConfig ConfigFromFlags() {
   ServerConfig config;
   config.listen = absl::GetFlag(FLAGS_listen);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                absl::GetFlag(FLAGS_tls_client_ca)};
+  config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.model_repository = absl::GetFlag(FLAGS_model_repository);
   if (config.model_repository.empty()) config.model_repository = config.data_dir + "/models";
@@ -131,6 +154,32 @@ int Run(const ServerConfig& config) {
   at::set_num_interop_threads(1);
 
   std::error_code ec;
+  // Credentials first: a wrong file fails the start before anything is loaded.
+  auto credentials = auth::MakeServerCredentials(config.tls);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "bertd: %s\n", std::string(credentials.status().message()).c_str());
+    return 1;
+  }
+  if (!config.auth_tokens_file.empty()) {
+    auto tokens = auth::TokenTable::Load(config.auth_tokens_file);
+    if (!tokens.ok()) {
+      std::fprintf(stderr, "bertd: --auth_tokens_file: %s\n",
+                   std::string(tokens.status().message()).c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "bertd: bearer tokens required (%zu accepted, from %s)\n",
+                 tokens->entries().size(), config.auth_tokens_file.c_str());
+    auth::InstallAuthorizer(std::make_unique<auth::Authorizer>(*std::move(tokens)));
+  } else {
+    std::fprintf(stderr, "bertd: no --auth_tokens_file: every caller may do everything\n");
+  }
+  if (!config.tls.enabled()) {
+    std::fprintf(stderr, "bertd: plaintext gRPC (no --tls_cert)%s\n",
+                 IsLoopback(config.listen)
+                     ? ""
+                     : "; WARNING: not on loopback, anyone on the network can read and send calls");
+  }
+
   std::filesystem::create_directories(config.model_repository, ec);
   if (ec) {
     std::fprintf(stderr, "bertd: cannot create model repository %s: %s\n",
@@ -237,7 +286,7 @@ int Run(const ServerConfig& config) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(config.listen, *credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.RegisterService(&inference_service);
   builder.RegisterService(&model_service);

@@ -36,6 +36,7 @@ void AddModelCommands(CLI::App& app, Globals& globals, Commands& commands);
 void AddDatasetCommands(CLI::App& app, Globals& globals, Commands& commands);
 void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands);
 void AddServerCommands(CLI::App& app, Globals& globals, Commands& commands);
+void AddTokenCommands(CLI::App& app, Globals& globals, Commands& commands);
 
 // How to read a local file into a dataset (datasets upload, submit-job).
 struct DatasetFileOptions {

@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--token", c.token, "Bearer token sent as authorization metadata")
       ->envname("BERTD_TOKEN");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "File holding the bearer token (keeps it out of the process list)")
+      ->envname("BERTD_TOKEN_FILE");
   app.add_option("--timeout", c.timeout_seconds, "Per-request deadline in seconds (0: none)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("-o,--output", globals.output, "table or json")
@@ -30,6 +34,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", c.tls_ca, "PEM roots to verify the server (enables TLS)");
   app.add_option("--tls-cert", c.tls_cert, "PEM client certificate (enables TLS)");
   app.add_option("--tls-key", c.tls_key, "PEM client key (with --tls-cert)");
+  app.add_option("--tls-server-name", c.tls_server_name,
+                 "Name to verify in the server's certificate instead of the --server host");
 
   Commands commands;
   AddInferenceCommands(app, globals, commands);
@@ -37,12 +43,18 @@ int main(int argc, char** argv) {
   AddDatasetCommands(app, globals, commands);
   AddJobCommands(app, globals, commands);
   AddServerCommands(app, globals, commands);
+  AddTokenCommands(app, globals, commands);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help, the version or the error
     return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (!token_file.empty() && c.token.empty()) {
+    auto token = bertd::client::ReadTokenFile(token_file);
+    if (!token.ok()) return Fail(std::string(token.status().message()));
+    c.token = *std::move(token);
   }
   try {
     const int code = commands.RunParsed();

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace bertd::client {
@@ -22,6 +23,17 @@ absl::Status ReadPem(const std::string& path, const char* flag, std::string* out
 
 }  // namespace
 
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  std::string contents;
+  if (auto s = ReadPem(path, "--token-file", &contents); !s.ok()) return s;
+  const std::string first_line = contents.substr(0, contents.find('\n'));
+  absl::string_view token = absl::StripAsciiWhitespace(first_line);
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--token-file: ", path, " is empty"));
+  }
+  return std::string(token);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ConnectionOptions& options) {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.UsesTls()) {
@@ -37,6 +49,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ConnectionOpt
     credentials = grpc::InsecureChannelCredentials();
   }
   grpc::ChannelArguments args;
+  if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
   // Long texts and tokenizations of many inputs exceed gRPC's default 4 MiB receive limit.
   args.SetMaxReceiveMessageSize(64 << 20);
   return grpc::CreateCustomChannel(options.server, credentials, args);

@@ -21,6 +21,8 @@ struct ConnectionOptions {
   std::string tls_ca;
   std::string tls_cert;
   std::string tls_key;
+  // Name expected in the server's certificate when it differs from the host in `server`.
+  std::string tls_server_name;
 
   bool UsesTls() const { return !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
 };
@@ -28,6 +30,9 @@ struct ConnectionOptions {
 // A channel to `options.server`: plaintext, or TLS when a TLS file is given. Fails only when a TLS
 // file cannot be read; an unreachable server shows up on the first RPC.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ConnectionOptions& options);
+
+// The token in a file (--token-file): its first line, without surrounding whitespace.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Applies the token and, unless `streaming`, the deadline to a call's context.
 void ConfigureContext(const ConnectionOptions& options, grpc::ClientContext* context,

@@ -49,7 +49,7 @@ std::string FormatRpcError(const grpc::Status& status, const std::string& action
                           "; raise --timeout or check the server's load");
     case grpc::StatusCode::UNAUTHENTICATED:
       return absl::StrCat(action, ": bertd refused the credentials (", message,
-                          "); set --token or BERTD_TOKEN");
+                          "); set --token, --token-file or BERTD_TOKEN");
     case grpc::StatusCode::PERMISSION_DENIED:
       return absl::StrCat(action, ": permission denied (", message, ")");
     case grpc::StatusCode::RESOURCE_EXHAUSTED:

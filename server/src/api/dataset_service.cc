@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
+#include "auth/authorizer.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "data/dataset.h"
@@ -307,31 +308,39 @@ grpc::Status DatasetServiceImpl::UploadDataset(grpc::ServerContext* context,
   return Record("UploadDataset", record.status(), start);
 }
 
-grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*,
+grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
+                                              const v1::ListDatasetsRequest*,
                                               v1::ListDatasetsResponse* response) {
   const absl::Time start = absl::Now();
   absl::StatusOr<std::vector<jobs::DatasetRecord>> records = store_->ListDatasets();
   if (records.ok()) {
     for (const jobs::DatasetRecord& record : *records) ToDatasetProto(record, response->add_datasets());
   }
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/UploadDataset");
+  if (!denied.ok()) return Record("UploadDataset", denied, start);
   return Record("ListDatasets", records.status(), start);
 }
 
-grpc::Status DatasetServiceImpl::GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* request,
+grpc::Status DatasetServiceImpl::GetDataset(grpc::ServerContext* context,
+                                            const v1::GetDatasetRequest* request,
                                             v1::Dataset* response) {
   const absl::Time start = absl::Now();
   if (request->dataset().empty()) {
     return Record("GetDataset", absl::InvalidArgumentError("dataset is empty"), start);
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/ListDatasets");
+  if (!denied.ok()) return Record("ListDatasets", denied, start);
   }
   absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(request->dataset());
   if (record.ok()) ToDatasetProto(*record, response);
   return Record("GetDataset", record.status(), start);
 }
 
-grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext*,
+grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
                                                const v1::DeleteDatasetRequest* request,
                                                v1::DeleteDatasetResponse* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/GetDataset");
+  if (!denied.ok()) return Record("GetDataset", denied, start);
   if (request->dataset().empty()) {
     return Record("DeleteDataset", absl::InvalidArgumentError("dataset is empty"), start);
   }
@@ -344,5 +353,7 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext*,
   }
   return Record("DeleteDataset", record.status(), start);
 }
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/DeleteDataset");
+  if (!denied.ok()) return Record("DeleteDataset", denied, start);
 
 }  // namespace bertd::api

@@ -7,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
+#include "auth/authorizer.h"
 #include "inference/bert_servable.h"
 
 namespace bertd::api {
@@ -143,6 +144,11 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerCon
                                                          const v1::ClassifyRequest* request,
                                                          v1::ClassifyResponse* response) {
   auto call = std::make_shared<Call>(context, metrics_, "Classify");
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/Classify");
+  if (!denied.ok()) {
+    call->Finish(denied);
+    return call->reactor();
+  }
   std::string model_version;
   auto servable = ResolveFor(registry_, request->model(), Task::kSequenceClassification,
                              call.get(), &model_version);
@@ -177,6 +183,11 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::PredictNextSentence(
     grpc::CallbackServerContext* context, const v1::NextSentenceRequest* request,
     v1::NextSentenceResponse* response) {
   auto call = std::make_shared<Call>(context, metrics_, "PredictNextSentence");
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/PredictNextSentence");
+  if (!denied.ok()) {
+    call->Finish(denied);
+    return call->reactor();
+  }
   std::string model_version;
   auto servable = ResolveFor(registry_, request->model(), Task::kNextSentencePrediction,
                              call.get(), &model_version);
@@ -216,6 +227,11 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ExtractSpan(grpc::CallbackServer
                                                             const v1::ExtractSpanRequest* request,
                                                             v1::ExtractSpanResponse* response) {
   auto call = std::make_shared<Call>(context, metrics_, "ExtractSpan");
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/ExtractSpan");
+  if (!denied.ok()) {
+    call->Finish(denied);
+    return call->reactor();
+  }
   std::string model_version;
   auto servable = ResolveFor(registry_, request->model(), Task::kSpanExtraction, call.get(),
                              &model_version);
@@ -256,6 +272,11 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::FillMask(grpc::CallbackServerCon
                                                          const v1::FillMaskRequest* request,
                                                          v1::FillMaskResponse* response) {
   auto call = std::make_shared<Call>(context, metrics_, "FillMask");
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/FillMask");
+  if (!denied.ok()) {
+    call->Finish(denied);
+    return call->reactor();
+  }
   std::string model_version;
   auto servable =
       ResolveFor(registry_, request->model(), Task::kFillMask, call.get(), &model_version);
@@ -292,6 +313,11 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerCon
                                                          const v1::TokenizeRequest* request,
                                                          v1::TokenizeResponse* response) {
   auto call = std::make_shared<Call>(context, metrics_, "Tokenize");
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/Tokenize");
+  if (!denied.ok()) {
+    call->Finish(denied);
+    return call->reactor();
+  }
   std::string model_version;
   auto servable =
       ResolveFor(registry_, request->model(), Task::kTokenization, call.get(), &model_version);

@@ -7,6 +7,8 @@
 #include "api/grpc_status.h"
 #include "common/status_macros.h"
 #include "jobs/event_cursor.h"
+#include "auth/authorizer.h"
+#include "common/names.h"
 #include "jobs/training_runner.h"
 
 namespace bertd::api {
@@ -308,7 +310,8 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
   return job;
 }
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
+                                       const v1::SubmitJobRequest* request,
                                        v1::Job* response) {
   const absl::Time start = absl::Now();
   absl::StatusOr<jobs::JobRecord> job = Submit(request->spec());
@@ -317,7 +320,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJob
   return Record("SubmitJob", status, start);
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
+                                    const v1::GetJobRequest* request,
                                     v1::Job* response) {
   const absl::Time start = absl::Now();
   if (request->job_id().empty()) {
@@ -328,8 +332,15 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobReques
   if (job.ok()) status = ToJobProto(*job, response);
   return Record("GetJob", status, start);
 }
+  // Names become directories (output_model) or are looked up (the rest): all plain names.
+  BERTD_RETURN_IF_ERROR(ValidateName("name", spec.name));
+  BERTD_RETURN_IF_ERROR(ValidateName("train_dataset", spec.train_dataset));
+  if (!spec.eval_dataset.empty()) {
+    BERTD_RETURN_IF_ERROR(ValidateName("eval_dataset", spec.eval_dataset));
+  }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
+                                      const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
   const absl::Time start = absl::Now();
   std::optional<jobs::JobState> state;
@@ -346,7 +357,8 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRe
   return Record("ListJobs", status, start);
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request,
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
+                                       const v1::CancelJobRequest* request,
                                        v1::Job* response) {
   const absl::Time start = absl::Now();
   if (request->job_id().empty()) {
@@ -392,9 +404,19 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       status = cursor.status();
       break;
     }
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/SubmitJob");
+  if (!denied.ok()) return Record("SubmitJob", denied, start);
   }
   cursor.Cancel();
   return Record("WatchJob", status, start);
 }
 
 }  // namespace bertd::api
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/GetJob");
+  if (!denied.ok()) return Record("GetJob", denied, start);
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/ListJobs");
+  if (!denied.ok()) return Record("ListJobs", denied, start);
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/CancelJob");
+  if (!denied.ok()) return Record("CancelJob", denied, start);
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/WatchJob");
+  if (!denied.ok()) return Record("WatchJob", denied, start);

@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
+#include "auth/authorizer.h"
 
 namespace bertd::api {
 namespace {
@@ -70,34 +71,46 @@ grpc::Status ModelServiceImpl::Record(const char* method, const absl::Status& st
   return ToGrpcStatus(status);
 }
 
-grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
+                                          const v1::ListModelsRequest*,
                                           v1::ListModelsResponse* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/ListModels");
+  if (!denied.ok()) return Record("ListModels", denied, start);
   for (const registry::ModelStatus& status : registry_->List()) {
     ToModelInfo(status, response->add_models());
   }
   return Record("ListModels", absl::OkStatus(), start);
 }
 
-grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext*, const v1::GetModelRequest* request,
+grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext* context,
+                                        const v1::GetModelRequest* request,
                                         v1::ModelInfo* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/GetModel");
+  if (!denied.ok()) return Record("GetModel", denied, start);
   absl::StatusOr<registry::ModelStatus> status = registry_->Get(request->model());
   if (status.ok()) ToModelInfo(*status, response);
   return Record("GetModel", status.status(), start);
 }
 
-grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext*, const v1::LoadModelRequest* request,
+grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext* context,
+                                         const v1::LoadModelRequest* request,
                                          v1::ModelInfo* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/LoadModel");
+  if (!denied.ok()) return Record("LoadModel", denied, start);
   absl::StatusOr<registry::ModelStatus> status = registry_->Load(request->name(), request->version());
   if (status.ok()) ToModelInfo(*status, response);
   return Record("LoadModel", status.status(), start);
 }
 
-grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext*, const v1::UnloadModelRequest* request,
+grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext* context,
+                                           const v1::UnloadModelRequest* request,
                                            v1::UnloadModelResponse* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/UnloadModel");
+  if (!denied.ok()) return Record("UnloadModel", denied, start);
   absl::StatusOr<std::vector<registry::ModelKey>> unloaded = registry_->Unload(request->model());
   if (unloaded.ok()) {
     for (const registry::ModelKey& key : *unloaded) response->add_unloaded(key.ToString());

@@ -23,6 +23,7 @@ constexpr std::pair<const char*, Role> kRules[] = {
     {"/bertd.v1.DatasetService/GetDataset", Role::kReader},
     {"/bertd.v1.DatasetService/UploadDataset", Role::kTrainer},
     {"/bertd.v1.DatasetService/DeleteDataset", Role::kTrainer},
+    {"/bertd.v1.DatasetService/TrainVocabulary", Role::kTrainer},
     {"/bertd.v1.JobService/ListJobs", Role::kReader},
     {"/bertd.v1.JobService/GetJob", Role::kReader},
     {"/bertd.v1.JobService/WatchJob", Role::kReader},

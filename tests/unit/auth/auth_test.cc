@@ -105,6 +105,7 @@ TEST(RolesTest, TableFollowsTheIssue) {
       {"/bertd.v1.JobService/WatchJob", Role::kReader},
       {"/bertd.v1.DatasetService/UploadDataset", Role::kTrainer},
       {"/bertd.v1.DatasetService/DeleteDataset", Role::kTrainer},
+      {"/bertd.v1.DatasetService/TrainVocabulary", Role::kTrainer},
       {"/bertd.v1.JobService/SubmitJob", Role::kTrainer},
       {"/bertd.v1.JobService/CancelJob", Role::kTrainer},
       {"/bertd.v1.ModelService/LoadModel", Role::kAdmin},
