@@ -61,6 +61,12 @@ TEST(SplitSentencesTest, LineBreaksEndSentencesAndWhitespaceIsTrimmed) {
   EXPECT_THAT(SplitSentences(" \n\t\u3000 "), IsEmpty());
 }
 
+TEST(SplitSentencesTest, InvalidUtf8IsKeptAsIs) {
+  // Datasets are checked for UTF-8 before; here a stray byte is just another character.
+  EXPECT_THAT(SplitSentences("a\xFF. b\xC3"), ElementsAre("a\xFF.", "b\xC3"));
+  EXPECT_THAT(SplitCorpus("\xFF\n\n\xFE."), ElementsAre(ElementsAre("\xFF"), ElementsAre("\xFE.")));
+}
+
 TEST(SplitSentencesTest, RealChineseEssayKeepsEveryCharacter) {
   BERTD_REQUIRE_SHARED("data/text/beiying.txt");
   const std::string text = testing::ReadWholeFile(testing::SharedPath("data/text/beiying.txt"));

@@ -221,6 +221,10 @@ TEST(WordPieceTrainerTest, EnglishVocabIsDeterministicSizedAndCoversItsCorpus) {
     continuation += absl::StartsWith(token, "##") ? 1 : 0;
   }
   EXPECT_GT(continuation, 100);
+  // Different pairs can spell the same token ("ab"+"##c", "a"+"##bc"): it is listed once.
+  std::vector<std::string> sorted = vocab->tokens();
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end());
   for (const char* word : {"the", "film", "movie", "good", "bad"}) {
     EXPECT_TRUE(vocab->Find(word).has_value()) << word;
   }
