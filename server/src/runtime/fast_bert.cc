@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -110,6 +111,37 @@ int UsableCpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return 1;
+}
+
+double MeasureGemmGflops(Precision precision, int64_t rows, int64_t k, int64_t n, double seconds,
+                         int threads) {
+  omp_set_num_threads(threads > 0 ? threads : UsableCpus());
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const dt type = precision == Precision::kBFloat16 ? dt::bf16 : dt::f32;
+  dnnl::matmul::primitive_desc pd(
+      dnnl::matmul::desc(Plain(rows, k, type), memory::desc({k, n}, type, tag::any),
+                         Plain(rows, n, dt::f32)),
+      engine);
+  memory src(pd.src_desc(), engine), weights(pd.weights_desc(), engine), dst(pd.dst_desc(), engine);
+  std::memset(src.get_data_handle(), 0, pd.src_desc().get_size());
+  std::memset(weights.get_data_handle(), 0, pd.weights_desc().get_size());
+  dnnl::matmul mm(pd);
+  auto run = [&] {
+    mm.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
+  };
+  run();
+  stream.wait();
+  int64_t iterations = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds || iterations < 3) {
+    run();
+    stream.wait();
+    ++iterations;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return 2.0 * rows * k * n * iterations / elapsed / 1e9;
 }
 
 struct FastBert::Impl {

@@ -26,6 +26,11 @@ bool CpuHasNativeBf16();
 // CPUs this process may run on (sched affinity), at least 1.
 int UsableCpus();
 
+// GFLOP/s of one oneDNN matmul [rows x k] * [k x n] with prepacked weights, run repeatedly for
+// about `seconds` on `threads` threads: the GEMM ceiling the encoder is measured against.
+double MeasureGemmGflops(Precision precision, int64_t rows, int64_t k, int64_t n, double seconds,
+                         int threads);
+
 struct EncoderConfig {
   int hidden_size = 768;
   int num_layers = 12;
