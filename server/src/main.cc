@@ -34,6 +34,7 @@
 #include "metrics/http_server.h"
 #include "metrics/process_collector.h"
 #include "metrics/server_metrics.h"
+#include "metrics/training_metrics.h"
 #include "registry/model_registry.h"
 #include "runtime/fast_bert.h"
 
@@ -204,11 +205,25 @@ int Run(const ServerConfig& config) {
   jobs::JobStore& store = **job_store;
 
   metrics::ServerMetrics server_metrics;
+  server_metrics.SetQueueCapacity(config.batcher.max_queue_size);
   auto process_collector = std::make_shared<metrics::ProcessCollector>();
+  // Training metrics follow the committed job events; seeded with the stored jobs before any
+  // event flows (the scheduler and the job RPCs start below).
+  auto training_metrics = std::make_shared<metrics::TrainingMetrics>();
+  training_metrics->SetWorkers(config.cpu_workers);
+  if (auto stored = store.List(); stored.ok()) {
+    for (const jobs::JobRecord& job : *stored) {
+      training_metrics->SeedJob(job.id, jobs::JobStateName(job.state));
+    }
+  }
+  jobs::EventBus::Subscription job_metrics_feed =
+      store.Subscribe("", [metrics = training_metrics.get()](const jobs::JobEvent& event) {
+        metrics->OnJobEvent(event.job_id, event.type, event.payload_json);
+      });
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   if (!config.metrics_listen.empty()) {
     auto started = metrics::MetricsHttpServer::Start(
-        config.metrics_listen, {server_metrics.registry(), process_collector});
+        config.metrics_listen, {server_metrics.registry(), process_collector, training_metrics});
     if (!started.ok()) {
       std::fprintf(stderr, "bertd: %s\n", std::string(started.status().message()).c_str());
       return 1;

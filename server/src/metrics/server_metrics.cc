@@ -101,6 +101,9 @@ ServerMetrics::ServerMetrics(absl::string_view build_version)
   model_load_duration_.family =
       &Register(prometheus::BuildHistogram(), "bertd_model_load_duration_seconds",
                 "Time to load a model version.", r);
+  queue_capacity_ = &Register(prometheus::BuildGauge(), "bertd_queue_capacity",
+                              "Most sequences one model version's batcher queue holds.", r)
+                         .Add({});
   Register(prometheus::BuildGauge(), "bertd_build_info",
            "Always 1; the version label says which bertd is running.", r)
       .Add({{"version", std::string(build_version)}})
@@ -159,6 +162,11 @@ void ServerMetrics::RecordBatch(absl::string_view model, double inference_second
 void ServerMetrics::SetQueueDepth(absl::string_view model, int64_t depth) {
   absl::MutexLock lock(&mutex_);
   Series(queue_depth_, {{"model", std::string(model)}}).Set(static_cast<double>(depth));
+}
+
+void ServerMetrics::SetQueueCapacity(int64_t sequences) {
+  absl::MutexLock lock(&mutex_);
+  queue_capacity_->Set(static_cast<double>(sequences));
 }
 
 void ServerMetrics::SetModelState(absl::string_view name, absl::string_view version,

@@ -60,6 +60,10 @@ class ServerMetrics {
   // Requests waiting in the model's batcher queue now.
   void SetQueueDepth(absl::string_view model, int64_t depth);
 
+  // The most sequences one model version's queue holds (--max_queue_size), so that alerts and
+  // autoscaling can compare bertd_queue_depth with it.
+  void SetQueueCapacity(int64_t sequences);
+
   // Sets bertd_model_state{model=name@version, version, state} to 1 for `state` and 0 for the
   // other states.
   void SetModelState(absl::string_view name, absl::string_view version, ModelState state);
@@ -99,6 +103,7 @@ class ServerMetrics {
   CachedFamily<prometheus::Gauge> queue_depth_ ABSL_GUARDED_BY(mutex_);
   CachedFamily<prometheus::Gauge> model_state_ ABSL_GUARDED_BY(mutex_);
   CachedFamily<prometheus::Histogram> model_load_duration_ ABSL_GUARDED_BY(mutex_);
+  prometheus::Gauge* queue_capacity_ ABSL_GUARDED_BY(mutex_) = nullptr;
 };
 
 }  // namespace bertd::metrics

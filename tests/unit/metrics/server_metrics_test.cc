@@ -58,6 +58,13 @@ TEST(ServerMetricsTest, ExportsEveryFamilyWithHelpAndType) {
   EXPECT_THAT(text, HasSubstr("bertd_build_info{version=\"1.2.3\"} 1\n"));
 }
 
+TEST(ServerMetricsTest, QueueCapacityIsOneUnlabelledGauge) {
+  ServerMetrics metrics("1.2.3");
+  metrics.SetQueueCapacity(1024);
+  std::string text = Scrape(metrics);
+  EXPECT_THAT(text, HasSubstr("# TYPE bertd_queue_capacity gauge\nbertd_queue_capacity 1024\n"));
+}
+
 TEST(ServerMetricsTest, DefaultBuildInfoCarriesTheBuiltVersion) {
   ServerMetrics metrics;
   EXPECT_THAT(
