@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DATA_DIR ?= ./var
 
-.PHONY: all deps configure build test run clean format
+.PHONY: all deps configure build test run clean format fuzz
 
 all: build
 
@@ -28,6 +28,11 @@ run: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bertd bertctl
 	mkdir -p $(DATA_DIR)/models
 	./$(BUILD_DIR)/server/bertd --data_dir=$(DATA_DIR) $(ARGS)
+
+# libFuzzer targets (clang, ASan + UBSan) in build-fuzz/, FUZZ_SECONDS each; see docs/reliability.md.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     spec.text = bertd::data::ColumnRef{"text", -1};
     spec.text_pair = bertd::data::ColumnRef{"text_pair", -1};
     spec.label = bertd::data::ColumnRef{"label", -1};
-    (void)bertd::data::ParseDatasetBytes(bytes, spec);
+    bertd::fuzz::Report(bertd::data::ParseDatasetBytes(bytes, spec).status());
     return 0;
   }
   if (format == bertd::data::DatasetFormat::kTsv || format == bertd::data::DatasetFormat::kCsv) {
