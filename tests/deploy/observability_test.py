@@ -300,15 +300,16 @@ class PrometheusScrapesBertd(unittest.TestCase):
         self.assertGreater(float(loss[0]["value"][1]), 0)
         step = prom_query(f'max_over_time(bertd_job_step{{job="bertd"}}{window})')["data"]["result"]
         self.assertEqual(float(step[0]["value"][1]), JOB_STEPS)
-        total = prom_query('bertd_job_total_steps{job="bertd"}')["data"]["result"]
+        total = prom_query(f'last_over_time(bertd_job_total_steps{{job="bertd"}}{window})')["data"]["result"]
         self.assertEqual(float(total[0]["value"][1]), JOB_STEPS)
         # The loss was sampled more than once while the job ran (progress at most every second).
         samples = prom_query(f'count_over_time(bertd_job_loss{{job="bertd"}}{window})')["data"]["result"]
         self.assertGreater(float(samples[0]["value"][1]), 3)
         for name in ("bertd_job_learning_rate", "bertd_job_samples_per_second"):
-            result = prom_query(f'{name}{{job="bertd"}}')["data"]["result"]
+            result = prom_query(f'last_over_time({name}{{job="bertd"}}{window})')["data"]["result"]
             self.assertEqual(len(result), 1, name)
-        accuracy = prom_query('bertd_job_eval_metric{job="bertd",metric="accuracy"}')["data"]["result"]
+        accuracy = prom_query(
+            f'last_over_time(bertd_job_eval_metric{{job="bertd",metric="accuracy"}}{window})')["data"]["result"]
         self.assertEqual(len(accuracy), 1, accuracy)
         self.assertTrue(0 <= float(accuracy[0]["value"][1]) <= 1)
         checkpoints = prom_query('bertd_checkpoints_total{job="bertd"}')["data"]["result"]
@@ -316,7 +317,7 @@ class PrometheusScrapesBertd(unittest.TestCase):
         finished = prom_query('bertd_jobs_finished_total{job="bertd",state="SUCCEEDED"}')
         self.assertEqual(float(finished["data"]["result"][0]["value"][1]), 1)
 
-    def test_alert_rules_are_loaded_and_quiet(self):
+    def test_alert_rules_are_loaded_and_none_fires(self):
         groups = json.loads(http_get(f"{Env.prom_url}/api/v1/rules"))["data"]["groups"]
         rules = {rule["name"]: rule for group in groups for rule in group["rules"]}
         self.assertEqual(set(rules), {"BertdDown", "BertdHighErrorRate", "BertdHighLatencyP99",
@@ -324,7 +325,9 @@ class PrometheusScrapesBertd(unittest.TestCase):
                                       "BertdModelLoadFailed"})
         for name, rule in rules.items():
             self.assertEqual(rule["health"], "ok", f"{name}: {rule.get('lastError')}")
-            self.assertEqual(rule["state"], "inactive", name)
+            # "pending" is possible on a loaded machine (a slow first request), "firing" is not:
+            # every rule with a chance to trigger here has a `for` longer than the test.
+            self.assertNotEqual(rule["state"], "firing", name)
 
 
 class ImageHealthcheck(unittest.TestCase):
