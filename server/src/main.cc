@@ -85,9 +85,9 @@ namespace {
 // What the process was started with, resolved once from flags.
 struct ServerConfig {
   std::string listen;
-  std::string metrics_listen;
   auth::TlsFiles tls;
   std::string auth_tokens_file;
+  std::string metrics_listen;
   std::string data_dir;
   std::string model_repository;
   std::string device;
@@ -102,12 +102,12 @@ struct ServerConfig {
   int training_threads = 0;
 };
 
-int UsableCpus() {
 bool IsLoopback(const std::string& listen) {
   return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
          absl::StartsWith(listen, "[::1]:");
 }
 
+int UsableCpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
@@ -116,10 +116,10 @@ bool IsLoopback(const std::string& listen) {
 ServerConfig ConfigFromFlags() {
   ServerConfig config;
   config.listen = absl::GetFlag(FLAGS_listen);
-  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                 absl::GetFlag(FLAGS_tls_client_ca)};
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.model_repository = absl::GetFlag(FLAGS_model_repository);
   if (config.model_repository.empty()) config.model_repository = config.data_dir + "/models";
@@ -154,7 +154,6 @@ int Run(const ServerConfig& config) {
   at::set_num_threads(config.intra_op_threads);
   at::set_num_interop_threads(1);
 
-  std::error_code ec;
   // Credentials first: a wrong file fails the start before anything is loaded.
   auto credentials = auth::MakeServerCredentials(config.tls);
   if (!credentials.ok()) {
@@ -181,6 +180,7 @@ int Run(const ServerConfig& config) {
                      : "; WARNING: not on loopback, anyone on the network can read and send calls");
   }
 
+  std::error_code ec;
   std::filesystem::create_directories(config.model_repository, ec);
   if (ec) {
     std::fprintf(stderr, "bertd: cannot create model repository %s: %s\n",
