@@ -303,6 +303,8 @@ grpc::Status DatasetServiceImpl::UploadDataset(grpc::ServerContext* context,
                                                grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                                v1::Dataset* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/UploadDataset");
+  if (!denied.ok()) return Record("UploadDataset", denied, start);
   absl::StatusOr<jobs::DatasetRecord> record = Upload(context, reader);
   if (record.ok()) ToDatasetProto(*record, response);
   return Record("UploadDataset", record.status(), start);
@@ -312,12 +314,12 @@ grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
                                               const v1::ListDatasetsRequest*,
                                               v1::ListDatasetsResponse* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/ListDatasets");
+  if (!denied.ok()) return Record("ListDatasets", denied, start);
   absl::StatusOr<std::vector<jobs::DatasetRecord>> records = store_->ListDatasets();
   if (records.ok()) {
     for (const jobs::DatasetRecord& record : *records) ToDatasetProto(record, response->add_datasets());
   }
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/UploadDataset");
-  if (!denied.ok()) return Record("UploadDataset", denied, start);
   return Record("ListDatasets", records.status(), start);
 }
 
@@ -325,10 +327,10 @@ grpc::Status DatasetServiceImpl::GetDataset(grpc::ServerContext* context,
                                             const v1::GetDatasetRequest* request,
                                             v1::Dataset* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/GetDataset");
+  if (!denied.ok()) return Record("GetDataset", denied, start);
   if (request->dataset().empty()) {
     return Record("GetDataset", absl::InvalidArgumentError("dataset is empty"), start);
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/ListDatasets");
-  if (!denied.ok()) return Record("ListDatasets", denied, start);
   }
   absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(request->dataset());
   if (record.ok()) ToDatasetProto(*record, response);
@@ -339,8 +341,8 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
                                                const v1::DeleteDatasetRequest* request,
                                                v1::DeleteDatasetResponse* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/GetDataset");
-  if (!denied.ok()) return Record("GetDataset", denied, start);
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/DeleteDataset");
+  if (!denied.ok()) return Record("DeleteDataset", denied, start);
   if (request->dataset().empty()) {
     return Record("DeleteDataset", absl::InvalidArgumentError("dataset is empty"), start);
   }
@@ -353,7 +355,5 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
   }
   return Record("DeleteDataset", record.status(), start);
 }
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/DeleteDataset");
-  if (!denied.ok()) return Record("DeleteDataset", denied, start);
 
 }  // namespace bertd::api

@@ -5,10 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
-#include "common/status_macros.h"
-#include "jobs/event_cursor.h"
 #include "auth/authorizer.h"
 #include "common/names.h"
+#include "common/status_macros.h"
+#include "jobs/event_cursor.h"
 #include "jobs/training_runner.h"
 
 namespace bertd::api {
@@ -276,6 +276,12 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
   BERTD_ASSIGN_OR_RETURN(training::TrainingJobSpec spec,
                          training::TrainingJobSpec::FromJson(SpecToJson(proto, task).dump()));
   BERTD_RETURN_IF_ERROR(registry::ValidateName("output_model", spec.output_model));
+  // Names become directories (output_model) or are looked up (the rest): all plain names.
+  BERTD_RETURN_IF_ERROR(ValidateName("name", spec.name));
+  BERTD_RETURN_IF_ERROR(ValidateName("train_dataset", spec.train_dataset));
+  if (!spec.eval_dataset.empty()) {
+    BERTD_RETURN_IF_ERROR(ValidateName("eval_dataset", spec.eval_dataset));
+  }
 
   absl::StatusOr<registry::ModelStatus> base = registry_->Get(spec.base_model);
   if (!base.ok() || base->state != registry::ModelState::kReady) {
@@ -314,6 +320,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::Job* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/SubmitJob");
+  if (!denied.ok()) return Record("SubmitJob", denied, start);
   absl::StatusOr<jobs::JobRecord> job = Submit(request->spec());
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
@@ -324,6 +332,8 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
                                     const v1::GetJobRequest* request,
                                     v1::Job* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/GetJob");
+  if (!denied.ok()) return Record("GetJob", denied, start);
   if (request->job_id().empty()) {
     return Record("GetJob", absl::InvalidArgumentError("job_id is empty"), start);
   }
@@ -332,17 +342,13 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
   if (job.ok()) status = ToJobProto(*job, response);
   return Record("GetJob", status, start);
 }
-  // Names become directories (output_model) or are looked up (the rest): all plain names.
-  BERTD_RETURN_IF_ERROR(ValidateName("name", spec.name));
-  BERTD_RETURN_IF_ERROR(ValidateName("train_dataset", spec.train_dataset));
-  if (!spec.eval_dataset.empty()) {
-    BERTD_RETURN_IF_ERROR(ValidateName("eval_dataset", spec.eval_dataset));
-  }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/ListJobs");
+  if (!denied.ok()) return Record("ListJobs", denied, start);
   std::optional<jobs::JobState> state;
   for (const auto& [proto, value] : kStates) {
     if (proto == request->state()) state = value;
@@ -361,6 +367,8 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request,
                                        v1::Job* response) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/CancelJob");
+  if (!denied.ok()) return Record("CancelJob", denied, start);
   if (request->job_id().empty()) {
     return Record("CancelJob", absl::InvalidArgumentError("job_id is empty"), start);
   }
@@ -373,6 +381,8 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
   const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/WatchJob");
+  if (!denied.ok()) return Record("WatchJob", denied, start);
   if (request->job_id().empty()) {
     return Record("WatchJob", absl::InvalidArgumentError("job_id is empty"), start);
   }
@@ -404,19 +414,9 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       status = cursor.status();
       break;
     }
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/SubmitJob");
-  if (!denied.ok()) return Record("SubmitJob", denied, start);
   }
   cursor.Cancel();
   return Record("WatchJob", status, start);
 }
 
 }  // namespace bertd::api
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/GetJob");
-  if (!denied.ok()) return Record("GetJob", denied, start);
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/ListJobs");
-  if (!denied.ok()) return Record("ListJobs", denied, start);
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/CancelJob");
-  if (!denied.ok()) return Record("CancelJob", denied, start);
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/WatchJob");
-  if (!denied.ok()) return Record("WatchJob", denied, start);
