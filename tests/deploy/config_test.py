@@ -276,6 +276,35 @@ class BertdKnowsEveryShippedFlag(unittest.TestCase):
             with open(path) as f:
                 self.check(os.path.relpath(path, REPO), f.read().split())
 
+    def test_bertd_starts_with_each_flag_file(self):
+        """The files as bertd reads them (--flagfile), with loopback ports and a scratch data
+        directory given after them (later flags win)."""
+        import tempfile
+        import time
+        for path in sorted(glob.glob(os.path.join(K8S, "**", "bertd.flags"), recursive=True)):
+            with self.subTest(flags=os.path.relpath(path, REPO)), \
+                    tempfile.TemporaryDirectory() as data:
+                log_path = os.path.join(data, "log")
+                with open(log_path, "w") as log:
+                    proc = subprocess.Popen(
+                        [BERTD, f"--flagfile={path}", "--listen=127.0.0.1:0",
+                         "--metrics_listen=127.0.0.1:0", f"--data_dir={data}",
+                         f"--model_repository={data}/models", "--intra_op_threads=1"],
+                        stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    deadline = time.time() + 120
+                    while time.time() < deadline and proc.poll() is None:
+                        with open(log_path) as f:
+                            if "bertd: ready" in f.read():
+                                break
+                        time.sleep(0.5)
+                    with open(log_path) as f:
+                        self.assertIn("bertd: ready", f.read())
+                finally:
+                    if proc.poll() is None:
+                        proc.terminate()
+                    self.assertEqual(proc.wait(timeout=60), 0, open(log_path).read())
+
     def test_image_and_compose_commands(self):
         for dockerfile in ("Dockerfile", "Dockerfile.cuda"):
             cmd = dockerfile_instruction(dockerfile, "CMD")
