@@ -16,6 +16,7 @@ constexpr std::pair<TrainingTask, const char*> kTaskNames[] = {
     {TrainingTask::kSentencePairClassification, "sentence_pair_classification"},
     {TrainingTask::kNextSentence, "next_sentence"},
     {TrainingTask::kSpanExtraction, "span_extraction"},
+    {TrainingTask::kPretraining, "pretraining"},
 };
 
 template <typename T>
@@ -40,6 +41,23 @@ absl::Status Read(const json& object, const std::string& prefix, const char* key
   return absl::OkStatus();
 }
 
+// Rejects keys of `object` that are not in `known`, naming the field.
+absl::Status CheckKnownKeys(const json& object, const std::string& prefix,
+                            std::initializer_list<const char*> known, const char* what) {
+  for (const auto& [key, value] : object.items()) {
+    bool found = false;
+    for (const char* name : known) found = found || key == name;
+    if (!found) return absl::InvalidArgumentError(absl::StrCat(prefix, key, ": unknown ", what));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<json> Section(const json& root, const char* key) {
+  if (!root.contains(key) || root[key].is_null()) return json::object();
+  if (!root[key].is_object()) return absl::InvalidArgumentError(absl::StrCat(key, ": expected an object"));
+  return root[key];
+}
+
 absl::Status Check(bool ok, const std::string& field, const std::string& expected, double value) {
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(field, ": must be ", expected, ", got ", value));
@@ -60,7 +78,7 @@ absl::StatusOr<TrainingTask> ParseTrainingTask(absl::string_view name) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "task: '", name, "' is not a training task; expected sequence_classification, "
-      "sentence_pair_classification, next_sentence or span_extraction"));
+      "sentence_pair_classification, next_sentence, span_extraction or pretraining"));
 }
 
 absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json_text) {
@@ -119,6 +137,41 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
   BERTD_RETURN_IF_ERROR(Read(hp, p, "metric_for_best_model", &a.metric_for_best_model));
   BERTD_RETURN_IF_ERROR(Read(hp, p, "early_stopping_patience", &a.early_stopping_patience));
   BERTD_RETURN_IF_ERROR(Read(hp, p, "bf16", &a.bf16));
+
+  BERTD_ASSIGN_OR_RETURN(json vocab, Section(root, "vocabulary"));
+  BERTD_RETURN_IF_ERROR(CheckKnownKeys(
+      vocab, "vocabulary.",
+      {"source", "vocab_size", "min_frequency", "limit_alphabet", "lowercase"}, "setting"));
+  VocabularyOptions& v = spec.vocabulary;
+  BERTD_RETURN_IF_ERROR(Read(vocab, "vocabulary.", "source", &v.source));
+  BERTD_RETURN_IF_ERROR(Read(vocab, "vocabulary.", "vocab_size", &v.vocab_size));
+  BERTD_RETURN_IF_ERROR(Read(vocab, "vocabulary.", "min_frequency", &v.min_frequency));
+  BERTD_RETURN_IF_ERROR(Read(vocab, "vocabulary.", "limit_alphabet", &v.limit_alphabet));
+  BERTD_RETURN_IF_ERROR(Read(vocab, "vocabulary.", "lowercase", &v.lowercase));
+
+  BERTD_ASSIGN_OR_RETURN(json size, Section(root, "model_size"));
+  BERTD_RETURN_IF_ERROR(CheckKnownKeys(size, "model_size.",
+                                       {"num_hidden_layers", "hidden_size", "num_attention_heads",
+                                        "intermediate_size", "max_position_embeddings"},
+                                       "size"));
+  model::ModelSize& m = spec.model_size;
+  BERTD_RETURN_IF_ERROR(Read(size, "model_size.", "num_hidden_layers", &m.num_hidden_layers));
+  BERTD_RETURN_IF_ERROR(Read(size, "model_size.", "hidden_size", &m.hidden_size));
+  BERTD_RETURN_IF_ERROR(Read(size, "model_size.", "num_attention_heads", &m.num_attention_heads));
+  BERTD_RETURN_IF_ERROR(Read(size, "model_size.", "intermediate_size", &m.intermediate_size));
+  BERTD_RETURN_IF_ERROR(Read(size, "model_size.", "max_position_embeddings", &m.max_position_embeddings));
+
+  BERTD_ASSIGN_OR_RETURN(json pre, Section(root, "pretraining"));
+  BERTD_RETURN_IF_ERROR(CheckKnownKeys(pre, "pretraining.",
+                                       {"masked_lm_prob", "max_predictions_per_seq",
+                                        "whole_word_masking", "short_seq_prob", "dupe_factor"},
+                                       "setting"));
+  PretrainingOptions& o = spec.pretraining;
+  BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "masked_lm_prob", &o.masked_lm_prob));
+  BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "max_predictions_per_seq", &o.max_predictions_per_seq));
+  BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "whole_word_masking", &o.whole_word_masking));
+  BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "short_seq_prob", &o.short_seq_prob));
+  BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "dupe_factor", &o.dupe_factor));
   BERTD_RETURN_IF_ERROR(spec.Validate());
   return spec;
 }
@@ -159,6 +212,21 @@ std::string TrainingJobSpec::ToJson() const {
                {"output_model", output_model},
                {"priority", priority},
                {"hyperparameters", hp}};
+  root["vocabulary"] = {{"source", vocabulary.source},
+                        {"vocab_size", vocabulary.vocab_size},
+                        {"min_frequency", vocabulary.min_frequency},
+                        {"limit_alphabet", vocabulary.limit_alphabet},
+                        {"lowercase", vocabulary.lowercase}};
+  root["model_size"] = {{"num_hidden_layers", model_size.num_hidden_layers},
+                        {"hidden_size", model_size.hidden_size},
+                        {"num_attention_heads", model_size.num_attention_heads},
+                        {"intermediate_size", model_size.intermediate_size},
+                        {"max_position_embeddings", model_size.max_position_embeddings}};
+  root["pretraining"] = {{"masked_lm_prob", pretraining.masked_lm_prob},
+                         {"max_predictions_per_seq", pretraining.max_predictions_per_seq},
+                         {"whole_word_masking", pretraining.whole_word_masking},
+                         {"short_seq_prob", pretraining.short_seq_prob},
+                         {"dupe_factor", pretraining.dupe_factor}};
   return root.dump();
 }
 
@@ -198,6 +266,40 @@ absl::Status TrainingJobSpec::Validate() const {
         p + "eval_strategy: load_best_model_at_end and early_stopping_patience need evaluation "
             "(steps or epoch)");
   }
+  return ValidateNewModelOptions();
+}
+
+absl::Status TrainingJobSpec::ValidateNewModelOptions() const {
+  const std::optional<std::string> preset = model::ParseScratchBaseModel(base_model);
+  if (preset) {
+    BERTD_RETURN_IF_ERROR(model::ScratchConfig(*preset, model_size, 128).status());
+  } else if (!model_size.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model_size: only for base_model scratch[:PRESET]; '", base_model,
+        "' has its own sizes"));
+  }
+  const VocabularyOptions& v = vocabulary;
+  if (!v.source.empty()) {
+    if (!preset) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "vocabulary.source: only for base_model scratch[:PRESET]; '", base_model,
+          "' brings its own vocabulary"));
+    }
+    const bool model_source = v.source.rfind("model:", 0) == 0 && v.source.size() > 6;
+    const bool dataset_source = v.source.rfind("dataset:", 0) == 0 && v.source.size() > 8;
+    if (!model_source && !dataset_source) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "vocabulary.source: '", v.source,
+          "' is not model:NAME[@VERSION] or dataset:ID_OR_NAME (or empty to learn one)"));
+    }
+  }
+  BERTD_RETURN_IF_ERROR(Check(v.vocab_size >= 6 && v.vocab_size <= (1 << 20), "vocabulary.vocab_size", "in [6, 1048576]", v.vocab_size));
+  BERTD_RETURN_IF_ERROR(Check(v.min_frequency >= 0, "vocabulary.min_frequency", ">= 0", v.min_frequency));
+  BERTD_RETURN_IF_ERROR(Check(v.limit_alphabet >= 1, "vocabulary.limit_alphabet", ">= 1", v.limit_alphabet));
+  const PretrainingOptions& o = pretraining;
+  BERTD_RETURN_IF_ERROR(Check(o.masked_lm_prob > 0 && o.masked_lm_prob < 1, "pretraining.masked_lm_prob", "in (0, 1)", o.masked_lm_prob));
+  BERTD_RETURN_IF_ERROR(Check(o.short_seq_prob >= 0 && o.short_seq_prob <= 1, "pretraining.short_seq_prob", "in [0, 1]", o.short_seq_prob));
+  BERTD_RETURN_IF_ERROR(Check(o.dupe_factor >= 1 && o.dupe_factor <= 100, "pretraining.dupe_factor", "in [1, 100]", o.dupe_factor));
   return absl::OkStatus();
 }
 

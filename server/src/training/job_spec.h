@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "model/presets.h"
 
 namespace bertd::training {
 
@@ -14,6 +15,7 @@ enum class TrainingTask {
   kSentencePairClassification,  // two texts -> label (MRPC, RTE)
   kNextSentence,                // two texts -> is-next (label 0) or not (label 1)
   kSpanExtraction,              // SQuAD-style extractive QA
+  kPretraining,                 // raw text -> masked LM + next sentence (BertForPreTraining)
 };
 
 const char* TrainingTaskName(TrainingTask task);
@@ -48,23 +50,54 @@ struct TrainingArguments {
   bool bf16 = false;
 };
 
+// Where a new model's vocabulary comes from; used by pretraining and by "scratch" base models
+// (a loaded base model always brings its own).
+struct VocabularyOptions {
+  // "": learn WordPiece from train_dataset; "model:NAME[@VERSION]": a loaded model's vocab.txt and
+  // casing; "dataset:ID_OR_NAME": an uploaded text dataset holding a vocab.txt.
+  std::string source;
+  int vocab_size = 30522;
+  int min_frequency = 2;
+  int limit_alphabet = 1000;
+  bool lowercase = true;
+};
+
+// NSP pairs and MLM masks (task pretraining).
+struct PretrainingOptions {
+  double masked_lm_prob = 0.15;
+  int max_predictions_per_seq = 20;  // <= 0: no cap
+  bool whole_word_masking = false;
+  double short_seq_prob = 0.1;
+  int dupe_factor = 1;
+};
+
 // A training job as submitted: what to train, on what, into which model name.
 struct TrainingJobSpec {
   std::string name;
   TrainingTask task = TrainingTask::kSequenceClassification;
-  std::string base_model;     // "name[@version]" in the repository
+  std::string base_model;     // "name[@version]" in the repository, or "scratch[:PRESET]"
   std::string train_dataset;  // dataset id or name
   std::string eval_dataset;   // optional
   double eval_split = 0.0;    // fraction of train held out when no eval_dataset
   std::string output_model;
   int priority = 0;
   TrainingArguments args;
+  VocabularyOptions vocabulary;
+  model::ModelSize model_size;  // scratch base models only
+  PretrainingOptions pretraining;
+
+  // True for base_model "scratch" / "scratch:PRESET" (random initialization).
+  bool scratch() const { return model::ParseScratchBaseModel(base_model).has_value(); }
 
   // Parses the JSON form (hyperparameters under "hyperparameters" with HF names). Errors name the
   // field: "hyperparameters.learning_rate: must be > 0, got -1".
   static absl::StatusOr<TrainingJobSpec> FromJson(absl::string_view json_text);
   std::string ToJson() const;
   absl::Status Validate() const;
+
+ private:
+  // base_model scratch, model_size, vocabulary and pretraining settings.
+  absl::Status ValidateNewModelOptions() const;
 };
 
 }  // namespace bertd::training

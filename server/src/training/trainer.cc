@@ -22,6 +22,7 @@
 #include "model/checkpoint.h"
 #include "model/io/safetensors.h"
 #include "text/unicode.h"
+#include "training/checkpointing.h"
 #include "training/lr_schedule.h"
 #include "training/optimizer.h"
 
@@ -74,24 +75,6 @@ std::vector<std::string> ChooseLabels(const TrainingData& data, const model::Ber
   });
   return found;
 }
-
-// bf16 mixed precision on CPU, as torch.autocast("cpu", dtype=torch.bfloat16) does: matrix
-// products run in bf16, reductions and the loss in fp32, master weights stay fp32. The setting is
-// thread-local, so training never changes inference threads.
-class CpuAutocast {
- public:
-  explicit CpuAutocast(bool enabled) : previous_(at::autocast::is_cpu_enabled()) {
-    if (enabled) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(enabled);
-  }
-  ~CpuAutocast() {
-    at::autocast::set_cpu_enabled(previous_);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool previous_;
-};
 
 // One padded batch of features.
 struct Batch {
@@ -244,113 +227,6 @@ Evaluation Evaluate(model::BertImpl& model, TrainingTask task,
 
 std::string MainMetric(TrainingTask task) {
   return task == TrainingTask::kSpanExtraction ? "f1" : "accuracy";
-}
-
-// Where a run stands; saved with every checkpoint.
-struct TrainerState {
-  int64_t global_step = 0;
-  int64_t epoch = 0;           // epoch of the next micro-batch
-  int64_t batch_in_epoch = 0;  // index of the next micro-batch within that epoch
-  double loss_sum = 0;
-  int64_t loss_count = 0;
-  double best_metric = -INFINITY;
-  int64_t evaluations_without_improvement = 0;
-};
-
-json StateToJson(const TrainerState& s) {
-  return {{"global_step", s.global_step}, {"epoch", s.epoch}, {"batch_in_epoch", s.batch_in_epoch},
-          {"loss_sum", s.loss_sum}, {"loss_count", s.loss_count},
-          {"best_metric", std::isfinite(s.best_metric) ? json(s.best_metric) : json(nullptr)},
-          {"evaluations_without_improvement", s.evaluations_without_improvement}};
-}
-
-TrainerState StateFromJson(const json& j) {
-  TrainerState s;
-  s.global_step = j.value("global_step", int64_t{0});
-  s.epoch = j.value("epoch", int64_t{0});
-  s.batch_in_epoch = j.value("batch_in_epoch", int64_t{0});
-  s.loss_sum = j.value("loss_sum", 0.0);
-  s.loss_count = j.value("loss_count", int64_t{0});
-  s.best_metric = j["best_metric"].is_number() ? j["best_metric"].get<double>() : -INFINITY;
-  s.evaluations_without_improvement = j.value("evaluations_without_improvement", int64_t{0});
-  return s;
-}
-
-// Checkpoint = a directory checkpoint-<step>/ with model.safetensors, optimizer.pt, rng.pt and
-// trainer_state.json, written under a temporary name and renamed; `latest` names the newest.
-absl::Status SaveCheckpoint(const fs::path& work_dir, model::BertImpl& model,
-                            torch::optim::AdamW& optimizer, const TrainerState& state,
-                            int save_total_limit) {
-  const std::string name = absl::StrCat("checkpoint-", state.global_step);
-  const fs::path final_dir = work_dir / name;
-  const fs::path temp_dir = work_dir / (".tmp-" + name);
-  std::error_code ec;
-  fs::remove_all(temp_dir, ec);
-  fs::create_directories(temp_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", temp_dir.string(), ": ", ec.message()));
-  BERTD_RETURN_IF_ERROR(model::WriteSafetensors((temp_dir / "model.safetensors").string(),
-                                                model::StateDict(model)));
-  try {
-    torch::save(optimizer, (temp_dir / "optimizer.pt").string());
-    auto generator = at::detail::getDefaultCPUGenerator();
-    at::Tensor rng;
-    {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      rng = generator.get_state();
-    }
-    torch::save(rng, (temp_dir / "rng.pt").string());
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("cannot save optimizer state: ", e.what_without_backtrace()));
-  }
-  BERTD_RETURN_IF_ERROR(WriteFileAtomically((temp_dir / "trainer_state.json").string(),
-                                            StateToJson(state).dump(2)));
-  BERTD_RETURN_IF_ERROR(SyncDirectory(temp_dir.string()));
-  fs::remove_all(final_dir, ec);
-  fs::rename(temp_dir, final_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot publish checkpoint ", final_dir.string(), ": ", ec.message()));
-  BERTD_RETURN_IF_ERROR(WriteFileAtomically((work_dir / "latest").string(), name));
-  if (save_total_limit > 0) {
-    std::vector<std::pair<int64_t, fs::path>> checkpoints;
-    for (const auto& entry : fs::directory_iterator(work_dir, ec)) {
-      int64_t step = 0;
-      const std::string file = entry.path().filename().string();
-      if (file.rfind("checkpoint-", 0) == 0 && absl::SimpleAtoi(file.substr(11), &step)) {
-        checkpoints.emplace_back(step, entry.path());
-      }
-    }
-    std::sort(checkpoints.begin(), checkpoints.end());
-    for (size_t i = 0; i + save_total_limit < checkpoints.size(); ++i) fs::remove_all(checkpoints[i].second, ec);
-  }
-  return absl::OkStatus();
-}
-
-// Restores the newest checkpoint into model/optimizer/RNG; false when there is none.
-absl::StatusOr<bool> RestoreCheckpoint(const fs::path& work_dir, model::BertImpl& model,
-                                       torch::optim::AdamW& optimizer, TrainerState* state) {
-  std::error_code ec;
-  if (!fs::exists(work_dir / "latest", ec)) return false;
-  BERTD_ASSIGN_OR_RETURN(std::string name, ReadFileToString((work_dir / "latest").string()));
-  const fs::path dir = work_dir / name;
-  BERTD_ASSIGN_OR_RETURN(model::TensorMap tensors,
-                         model::ReadSafetensors((dir / "model.safetensors").string()));
-  model::LoadReport report;
-  BERTD_RETURN_IF_ERROR(model::LoadStateDict(model, tensors, false, &report));
-  BERTD_ASSIGN_OR_RETURN(std::string state_text, ReadFileToString((dir / "trainer_state.json").string()));
-  json state_json = json::parse(state_text, nullptr, false);
-  if (!state_json.is_object()) return absl::DataLossError(absl::StrCat(dir.string(), ": bad trainer_state.json"));
-  *state = StateFromJson(state_json);
-  try {
-    torch::load(optimizer, (dir / "optimizer.pt").string());
-    at::Tensor rng;
-    torch::load(rng, (dir / "rng.pt").string());
-    auto generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng);
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(absl::StrCat("cannot restore checkpoint ", dir.string(), ": ",
-                                            e.what_without_backtrace()));
-  }
-  return true;
 }
 
 void Emit(const TrainerHooks& hooks, const std::string& type, const json& payload) {
