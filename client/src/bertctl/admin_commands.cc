@@ -1,8 +1,11 @@
 // models, datasets, health, version.
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -72,8 +75,9 @@ void PrintDataset(const v1::Dataset& d) {
 }  // namespace
 
 void DatasetFileOptions::AddFlags(CLI::App* command) {
-  command->add_option("--format", format, "tsv, csv, jsonl or squad_json (default: by extension)")
-      ->check(CLI::IsMember({"tsv", "csv", "jsonl", "squad_json"}));
+  command->add_option("--format", format,
+                      "tsv, csv, jsonl, squad_json or text (default: by extension; .txt is text)")
+      ->check(CLI::IsMember({"tsv", "csv", "jsonl", "squad_json", "text"}));
   header_flag = command->add_flag("--header,!--no-header", header,
                                   "Whether the first line names the columns (default: guessed)");
   command->add_option("--text", text, "Text column: header name or 0-based index");
@@ -94,7 +98,7 @@ bool UploadDatasetFile(Globals& globals, const std::string& path, const DatasetF
   metadata.set_format(o.format.empty() ? client::FormatFromExtension(path) : o.format);
   if (metadata.format().empty()) {
     throw UsageError(absl::StrCat("cannot tell the format of ", path,
-                                  " from its extension; pass --format tsv|csv|jsonl|squad_json"));
+                                  " from its extension; pass --format tsv|csv|jsonl|squad_json|text"));
   }
   if (!o.text.empty()) *metadata.mutable_text() = client::ParseColumnRef(o.text);
   if (!o.text_pair.empty()) *metadata.mutable_text_pair() = client::ParseColumnRef(o.text_pair);
@@ -248,6 +252,88 @@ void AddModelCommands(CLI::App& app, Globals& globals, Commands& commands) {
   }
 }
 
+namespace {
+
+struct VocabOptions {
+  std::string input;
+  std::string out = "vocab.txt";
+  int vocab_size = 30522;
+  int min_frequency = 2;
+  int limit_alphabet = 1000;
+  bool lowercase = true;
+};
+
+// `bertctl vocab train`: the server learns the vocabulary (the same code a pretraining job runs),
+// so a local corpus is uploaded first as a text dataset.
+int TrainVocab(Globals& globals, const VocabOptions& o) {
+  std::string dataset = o.input;
+  if (std::filesystem::is_regular_file(o.input)) {
+    DatasetFileOptions file;
+    file.format = "text";
+    v1::Dataset uploaded;
+    if (!UploadDatasetFile(globals, o.input, file, /*reuse_existing=*/true, &uploaded)) return kExitError;
+    dataset = uploaded.id();
+  } else if (o.input.find('/') != std::string::npos || o.input.find('.') != std::string::npos) {
+    return Fail(absl::StrCat("file not found: ", o.input));
+  }
+  auto stub = v1::DatasetService::NewStub(globals.channel());
+  grpc::ClientContext context;
+  client::ConfigureContext(globals.connection, &context);
+  v1::TrainVocabularyRequest request;
+  request.set_dataset(dataset);
+  request.set_vocab_size(o.vocab_size);
+  request.set_min_frequency(o.min_frequency);
+  request.set_limit_alphabet(o.limit_alphabet);
+  request.set_lowercase(o.lowercase);
+  v1::TrainVocabularyResponse response;
+  grpc::Status status = stub->TrainVocabulary(&context, request, &response);
+  if (!status.ok()) return FailRpc(globals, status, absl::StrCat("train a vocabulary on ", o.input));
+  std::ofstream out(o.out, std::ios::binary | std::ios::trunc);
+  out << response.vocab_txt();
+  out.close();
+  if (!out) return Fail(absl::StrCat("cannot write ", o.out));
+  if (globals.json()) {
+    nlohmann::json summary = {{"path", o.out},
+                              {"dataset", dataset},
+                              {"vocab_size", response.vocab_size()},
+                              {"words_counted", response.words_counted()},
+                              {"unk_rate", response.unk_rate()}};
+    std::printf("%s\n", summary.dump().c_str());
+  } else {
+    std::printf("wrote %s: %d tokens learned from %ld words (dataset %s); [UNK] rate on the corpus "
+                "%.3f%%\n",
+                o.out.c_str(), response.vocab_size(), static_cast<long>(response.words_counted()),
+                dataset.c_str(), 100.0 * response.unk_rate());
+  }
+  return kExitOk;
+}
+
+void AddVocabCommands(CLI::App& app, Globals& globals, Commands& commands) {
+  auto* vocab = app.add_subcommand("vocab", "Learn WordPiece vocabularies");
+  vocab->require_subcommand(1);
+  auto o = std::make_shared<VocabOptions>();
+  auto* cmd = vocab->add_subcommand(
+      "train", "Learn a vocab.txt from a text corpus (a local file is uploaded as a text dataset)");
+  cmd->add_option("input", o->input, "Local corpus file (one document per line, or blank-line "
+                                     "separated documents) or a text dataset id/name")
+      ->required();
+  cmd->add_option("--out", o->out, "Where to write the vocabulary")->capture_default_str();
+  cmd->add_option("--vocab-size", o->vocab_size, "Most tokens, specials included")
+      ->capture_default_str()
+      ->check(CLI::Range(6, 1 << 20));
+  cmd->add_option("--min-frequency", o->min_frequency, "Pairs seen fewer times are not merged")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit-alphabet", o->limit_alphabet, "Most frequent initial characters kept")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--lowercase,!--cased", o->lowercase,
+                "Lowercase and strip accents (default), or keep case");
+  commands.Add(cmd, [&globals, o] { return TrainVocab(globals, *o); });
+}
+
+}  // namespace
+
 void AddDatasetCommands(CLI::App& app, Globals& globals, Commands& commands) {
   auto* datasets = app.add_subcommand("datasets", "Upload, list, inspect and delete datasets");
   datasets->require_subcommand(1);
@@ -326,6 +412,7 @@ void AddDatasetCommands(CLI::App& app, Globals& globals, Commands& commands) {
       return kExitOk;
     });
   }
+  AddVocabCommands(app, globals, commands);
 }
 
 namespace {

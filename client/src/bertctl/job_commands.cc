@@ -203,7 +203,7 @@ int Follow(Globals& globals, const std::string& job_id, bool cancel_on_interrupt
 }
 
 struct SubmitOptions {
-  std::string task, train, eval, base_model, output, name, config;
+  std::string task, train, eval, base_model, output, name, config, vocab;
   double eval_split = -1;
   int priority = 0;
   std::vector<std::string> sets;
@@ -254,6 +254,7 @@ int Submit(Globals& globals, SubmitOptions o) {
     text("base_model", &o.base_model);
     text("output", &o.output);
     text("name", &o.name);
+    text("vocab", &o.vocab);
     if (o.eval_split < 0 && config.contains("eval_split") && config["eval_split"].is_number()) {
       o.eval_split = config["eval_split"];
     }
@@ -265,19 +266,30 @@ int Submit(Globals& globals, SubmitOptions o) {
         if (!status.ok()) throw UsageError(std::string(status.message()));
       }
     }
+    // New-model settings: {"vocabulary": {...}, "model_size": {...}, "pretraining": {...}}.
+    for (const char* group : {"vocabulary", "model_size", "pretraining"}) {
+      if (!config.contains(group) || !config[group].is_object()) continue;
+      for (const auto& [key, value] : config[group].items()) {
+        std::string text_value = value.is_string() ? value.get<std::string>() : value.dump();
+        auto status = client::SetJobSetting(absl::StrCat(group, ".", key), text_value,
+                                            absl::StrCat(o.config, ": "), &spec);
+        if (!status.ok()) throw UsageError(std::string(status.message()));
+      }
+    }
   }
   for (const std::string& set : o.sets) {
-    auto status = client::ApplyHyperparameter(set, spec.mutable_hyperparameters());
+    auto status = client::ApplyJobSetting(set, &spec);
     if (!status.ok()) throw UsageError(std::string(status.message()));
   }
   v1::TrainingTask task;
   if (o.task.empty()) throw UsageError("--task is required");
   if (!client::ParseTrainingTask(o.task, &task)) {
     throw UsageError(absl::StrCat("--task ", o.task, ": expected sequence_classification, "
-                                  "sentence_pair_classification, next_sentence or span_extraction"));
+                                  "sentence_pair_classification, next_sentence, span_extraction "
+                                  "or pretraining"));
   }
   if (o.train.empty()) throw UsageError("--train FILE|DATASET is required");
-  if (o.base_model.empty()) throw UsageError("--base-model NAME[@VERSION] is required");
+  if (o.base_model.empty()) throw UsageError("--base-model NAME[@VERSION]|scratch:PRESET is required");
   if (o.output.empty()) throw UsageError("--output NAME is required");
   if (!o.eval.empty() && o.eval_split >= 0) throw UsageError("give --eval or --eval-split, not both");
   if (o.eval_split >= 1) throw UsageError("--eval-split must be in [0, 1)");
@@ -287,6 +299,23 @@ int Submit(Globals& globals, SubmitOptions o) {
   spec.set_name(o.name);
   spec.set_priority(o.priority);
   if (o.eval_split > 0) spec.set_eval_split(o.eval_split);
+  if (!o.vocab.empty()) {
+    // model:NAME and dataset:ID go as they are; a local vocab.txt is uploaded as a text dataset.
+    if (o.vocab.rfind("model:", 0) == 0 || o.vocab.rfind("dataset:", 0) == 0) {
+      spec.mutable_vocabulary()->set_source(o.vocab);
+    } else if (std::filesystem::is_regular_file(o.vocab)) {
+      DatasetFileOptions vocab_file;
+      vocab_file.format = "text";
+      v1::Dataset uploaded;
+      if (!UploadDatasetFile(globals, o.vocab, vocab_file, /*reuse_existing=*/true, &uploaded)) {
+        return kExitError;
+      }
+      spec.mutable_vocabulary()->set_source(absl::StrCat("dataset:", uploaded.id()));
+    } else {
+      throw UsageError(absl::StrCat("--vocab ", o.vocab,
+                                    ": expected model:NAME[@VERSION], dataset:ID or a vocab.txt file"));
+    }
+  }
   if (!ResolveDataset(globals, o.train, o.files, spec.mutable_train_dataset())) return kExitError;
   if (!o.eval.empty() && !ResolveDataset(globals, o.eval, o.files, spec.mutable_eval_dataset())) {
     return kExitError;
@@ -317,14 +346,20 @@ int Submit(Globals& globals, SubmitOptions o) {
 void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
   {
     auto o = std::make_shared<SubmitOptions>();
-    auto* cmd = app.add_subcommand("submit-job", "Fine-tune a model; uploads local files first");
+    auto* cmd = app.add_subcommand("submit-job", "Fine-tune or pretrain a model; uploads local files first");
     cmd->add_option("--task", o->task,
-                    "sequence_classification, sentence_pair_classification, next_sentence, span_extraction");
+                    "sequence_classification, sentence_pair_classification, next_sentence, "
+                    "span_extraction or pretraining (a .txt corpus)");
     cmd->add_option("--train", o->train, "Training data: a local file or a dataset id/name");
     auto* eval = cmd->add_option("--eval", o->eval, "Evaluation data: a local file or a dataset id/name");
     cmd->add_option("--eval-split", o->eval_split, "Hold out this fraction of --train instead")
         ->excludes(eval);
-    cmd->add_option("--base-model", o->base_model, "Loaded model to start from, NAME[@VERSION]");
+    cmd->add_option("--base-model", o->base_model,
+                    "Loaded model to start from, NAME[@VERSION], or scratch:PRESET (tiny, mini, "
+                    "small, medium, base) for random weights");
+    cmd->add_option("--vocab", o->vocab,
+                    "Vocabulary of a scratch model: model:NAME[@VERSION], dataset:ID or a local "
+                    "vocab.txt (default: learned from --train)");
     cmd->add_option("--output", o->output, "Name of the trained model");
     cmd->add_option("--name", o->name, "Job display name (default: --output)");
     cmd->add_option("--priority", o->priority, "Higher runs first");

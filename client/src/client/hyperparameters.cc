@@ -18,8 +18,7 @@ namespace {
 
 using google::protobuf::FieldDescriptor;
 
-std::string KnownKeys() {
-  const auto* descriptor = v1::Hyperparameters::descriptor();
+std::string KnownKeys(const google::protobuf::Descriptor* descriptor = v1::Hyperparameters::descriptor()) {
   std::vector<std::string> names;
   for (int i = 0; i < descriptor->field_count(); ++i) names.push_back(descriptor->field(i)->name());
   return absl::StrJoin(names, ", ");
@@ -46,15 +45,13 @@ bool ParseEnum(const google::protobuf::EnumDescriptor* descriptor, absl::string_
   return true;
 }
 
-}  // namespace
-
-absl::Status SetHyperparameter(absl::string_view key, absl::string_view value,
-                               absl::string_view source, v1::Hyperparameters* out) {
-  const std::string where = absl::StrCat(source, key, "=", value);
-  const FieldDescriptor* field = v1::Hyperparameters::descriptor()->FindFieldByName(std::string(key));
+// Sets a scalar field of `out` by name; `where` names the setting in errors.
+absl::Status SetField(const std::string& where, absl::string_view key, absl::string_view value,
+                      const char* what, google::protobuf::Message* out) {
+  const FieldDescriptor* field = out->GetDescriptor()->FindFieldByName(std::string(key));
   if (field == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat(where, ": unknown hyperparameter; known: ", KnownKeys()));
+        absl::StrCat(where, ": unknown ", what, "; known: ", KnownKeys(out->GetDescriptor())));
   }
   const auto* reflection = out->GetReflection();
   switch (field->cpp_type()) {
@@ -98,6 +95,35 @@ absl::Status SetHyperparameter(absl::string_view key, absl::string_view value,
     default:
       return absl::InternalError(absl::StrCat(where, ": unsupported field type"));
   }
+}
+
+}  // namespace
+
+absl::Status SetHyperparameter(absl::string_view key, absl::string_view value,
+                               absl::string_view source, v1::Hyperparameters* out) {
+  return SetField(absl::StrCat(source, key, "=", value), key, value, "hyperparameter", out);
+}
+
+absl::Status SetJobSetting(absl::string_view key, absl::string_view value, absl::string_view source,
+                           v1::JobSpec* spec) {
+  const std::string where = absl::StrCat(source, key, "=", value);
+  const size_t dot = key.find('.');
+  if (dot == absl::string_view::npos) return SetField(where, key, value, "hyperparameter", spec->mutable_hyperparameters());
+  const absl::string_view group = key.substr(0, dot), field = key.substr(dot + 1);
+  if (group == "vocabulary") return SetField(where, field, value, "vocabulary setting", spec->mutable_vocabulary());
+  if (group == "model_size") return SetField(where, field, value, "model size", spec->mutable_model_size());
+  if (group == "pretraining") return SetField(where, field, value, "pretraining setting", spec->mutable_pretraining());
+  return absl::InvalidArgumentError(absl::StrCat(
+      where, ": unknown setting group '", group, "'; expected vocabulary., model_size. or pretraining."));
+}
+
+absl::Status ApplyJobSetting(absl::string_view assignment, v1::JobSpec* spec) {
+  const size_t eq = assignment.find('=');
+  if (eq == absl::string_view::npos || eq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", assignment, ": expected key=value, e.g. --set learning_rate=3e-5"));
+  }
+  return SetJobSetting(assignment.substr(0, eq), assignment.substr(eq + 1), "--set ", spec);
 }
 
 absl::Status ApplyHyperparameter(absl::string_view assignment, v1::Hyperparameters* out) {

@@ -18,6 +18,14 @@ absl::Status ApplyHyperparameter(absl::string_view assignment, v1::Hyperparamete
 absl::Status SetHyperparameter(absl::string_view key, absl::string_view value,
                                absl::string_view source, v1::Hyperparameters* out);
 
+// Sets one JobSpec setting from "key=value": a Hyperparameters field, or a field of the
+// vocabulary, model_size or pretraining settings named with that prefix
+// ("vocabulary.vocab_size=8000", "model_size.hidden_size=256", "pretraining.masked_lm_prob=0.2").
+absl::Status ApplyJobSetting(absl::string_view assignment, v1::JobSpec* spec);
+// The same for a key and value already split; `source` prefixes errors.
+absl::Status SetJobSetting(absl::string_view key, absl::string_view value, absl::string_view source,
+                           v1::JobSpec* spec);
+
 // "sequence_classification" -> TRAINING_TASK_SEQUENCE_CLASSIFICATION; also accepts the enum name.
 bool ParseTrainingTask(absl::string_view name, v1::TrainingTask* task);
 // The inverse, lowercase without the prefix.

@@ -79,6 +79,7 @@ std::string FormatFromExtension(absl::string_view path) {
   if (extension == ".csv") return "csv";
   if (extension == ".jsonl" || extension == ".ndjson") return "jsonl";
   if (extension == ".json") return "squad_json";
+  if (extension == ".txt") return "text";
   return "";
 }
 
@@ -109,7 +110,7 @@ v1::ColumnRef ParseColumnRef(absl::string_view column) {
 absl::Status CompleteDatasetMetadata(absl::string_view first_line, bool header_given,
                                      v1::DatasetMetadata* metadata) {
   const std::string& format = metadata->format();
-  if (format == "squad_json") return absl::OkStatus();
+  if (format == "squad_json" || format == "text") return absl::OkStatus();  // no columns
   if (format == "jsonl") {
     if (!metadata->has_text()) metadata->mutable_text()->set_name("text");
     nlohmann::json object = nlohmann::json::parse(first_line, nullptr, false);

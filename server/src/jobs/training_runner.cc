@@ -77,7 +77,17 @@ std::string DatasetFilePath(const std::string& data_dir, const DatasetRecord& re
 absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::TrainingTask task,
                                   absl::string_view field) {
   const bool squad = spec.format == data::DatasetFormat::kSquadJson;
+  const bool is_text = spec.format == data::DatasetFormat::kText;
   const char* task_name = training::TrainingTaskName(task);
+  if (task == training::TrainingTask::kPretraining) {
+    if (is_text) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": pretraining needs a text dataset (format text), got ", data::DatasetFormatName(spec.format)));
+  }
+  if (is_text) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": a text dataset can only train pretraining, not ", task_name));
+  }
   if (task == training::TrainingTask::kSpanExtraction) {
     if (squad) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
@@ -187,23 +197,138 @@ void TrainingRunner::ReleaseVersion(const std::string& model, const std::string&
   reserved_.erase({model, version});
 }
 
+absl::StatusOr<std::optional<text::BertTokenizer>> TrainingRunner::ResolveVocabulary(
+    const training::TrainingJobSpec& spec) {
+  const std::string& source = spec.vocabulary.source;
+  if (source.empty()) return std::optional<text::BertTokenizer>();
+  if (source.rfind("model:", 0) == 0) {
+    const std::string name = source.substr(6);
+    absl::StatusOr<registry::ModelStatus> model = options_.registry->Get(name);
+    if (!model.ok() || model->state != registry::ModelState::kReady) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("vocabulary.source: model '", name, "' is not loaded"));
+    }
+    BERTD_ASSIGN_OR_RETURN(text::BertTokenizer tokenizer, text::BertTokenizer::FromDirectory(model->path));
+    return std::optional<text::BertTokenizer>(std::move(tokenizer));
+  }
+  const std::string name = source.substr(8);  // "dataset:"
+  absl::StatusOr<DatasetRecord> record = options_.store->GetDataset(name);
+  if (!record.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("vocabulary.source: dataset '", name,
+                                                      "': ", record.status().message()));
+  }
+  absl::StatusOr<text::Vocab> vocab = text::Vocab::Load(DatasetFilePath(options_.data_dir, *record));
+  if (!vocab.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("vocabulary.source: dataset '", name,
+                                                   "' is not a vocab.txt: ", vocab.status().message()));
+  }
+  text::TokenizerOptions tokenizer_options;
+  tokenizer_options.do_lower_case = spec.vocabulary.lowercase;
+  absl::StatusOr<text::BertTokenizer> tokenizer =
+      text::BertTokenizer::Create(*std::move(vocab), tokenizer_options);
+  if (!tokenizer.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("vocabulary.source: dataset '", name, "': ",
+                                                   tokenizer.status().message()));
+  }
+  return std::optional<text::BertTokenizer>(*std::move(tokenizer));
+}
+
+absl::StatusOr<std::string> TrainingRunner::PrepareScratchBase(const training::TrainingJobSpec& spec,
+                                                               const training::TrainingData& data,
+                                                               const std::string& work_dir,
+                                                               JobContext& context) {
+  const fs::path base_dir = fs::path(work_dir) / "scratch-base";
+  std::error_code ec;
+  if (fs::exists(base_dir / "config.json", ec)) return base_dir.string();
+  BERTD_ASSIGN_OR_RETURN(std::optional<text::BertTokenizer> tokenizer, ResolveVocabulary(spec));
+  if (!tokenizer) {
+    // No vocabulary named: learn one from the training texts.
+    std::vector<std::string> texts;
+    for (const data::Example& example : data.train) {
+      texts.push_back(example.text);
+      if (!example.text_pair.empty()) texts.push_back(example.text_pair);
+    }
+    BERTD_ASSIGN_OR_RETURN(tokenizer, training::LearnVocabulary(texts, spec.vocabulary));
+  }
+  BERTD_RETURN_IF_ERROR(training::WriteScratchModel(base_dir.string(), spec, *tokenizer));
+  context.Emit("log", json({{"message", absl::StrCat("scratch base model (", spec.base_model, ", ",
+                                                      tokenizer->vocab().size(), " tokens) in ",
+                                                      base_dir.string())}})
+                          .dump())
+      .IgnoreError();
+  return base_dir.string();
+}
+
+absl::Status TrainingRunner::RunPretrainingJob(const JobRecord& job,
+                                               const training::TrainingJobSpec& spec,
+                                               JobContext& context, const std::string& work_dir,
+                                               const std::string& output_dir,
+                                               const training::TrainerHooks& hooks) {
+  training::PretrainingStart start;
+  if (spec.scratch()) {
+    BERTD_ASSIGN_OR_RETURN(start.tokenizer, ResolveVocabulary(spec));
+  } else {
+    absl::StatusOr<registry::ModelStatus> base = options_.registry->Get(spec.base_model);
+    if (!base.ok() || base->state != registry::ModelState::kReady) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("base_model: model '", spec.base_model, "' is not loaded"));
+    }
+    start.base_model_dir = base->path;
+  }
+  training::PretrainingData data;
+  BERTD_ASSIGN_OR_RETURN(data::ParsedDataset train, ParseStored(spec.train_dataset, nullptr));
+  std::vector<data::Example> train_docs, eval_docs;
+  if (!spec.eval_dataset.empty()) {
+    BERTD_ASSIGN_OR_RETURN(data::ParsedDataset eval, ParseStored(spec.eval_dataset, nullptr));
+    train_docs = std::move(train.examples);
+    eval_docs = std::move(eval.examples);
+  } else {
+    const double fraction = spec.eval_split > 0 ? spec.eval_split : kDefaultPretrainingEvalSplit;
+    SplitForEval(std::move(train.examples), fraction, static_cast<uint64_t>(spec.args.seed),
+                 &train_docs, &eval_docs);
+  }
+  for (data::Example& example : train_docs) data.train_documents.push_back(std::move(example.text));
+  for (data::Example& example : eval_docs) data.eval_documents.push_back(std::move(example.text));
+  if (data.train_documents.empty()) {
+    return absl::FailedPreconditionError("train_dataset: no training documents");
+  }
+  context.Emit("log", json({{"message", absl::StrCat("pretraining ", job.id, ": ",
+                                                      data.train_documents.size(), " training and ",
+                                                      data.eval_documents.size(),
+                                                      " held-out documents into ", output_dir)}})
+                          .dump())
+      .IgnoreError();
+  return training::RunPretraining(spec, start, data, work_dir, output_dir, hooks).status();
+}
+
 absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker,
                                  JobContext& context) {
   BERTD_ASSIGN_OR_RETURN(training::TrainingJobSpec spec,
                          training::TrainingJobSpec::FromJson(job.spec_json));
+  const bool pretraining = spec.task == training::TrainingTask::kPretraining;
   // The base model must still be loaded: its directory is what the registry loaded it from.
-  absl::StatusOr<registry::ModelStatus> base = options_.registry->Get(spec.base_model);
-  if (!base.ok() || base->state != registry::ModelState::kReady) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("base_model: model '", spec.base_model, "' is not loaded"));
+  std::string base_path;
+  if (!spec.scratch() && !pretraining) {
+    absl::StatusOr<registry::ModelStatus> base = options_.registry->Get(spec.base_model);
+    if (!base.ok() || base->state != registry::ModelState::kReady) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("base_model: model '", spec.base_model, "' is not loaded"));
+    }
+    base_path = base->path;
   }
-  BERTD_ASSIGN_OR_RETURN(training::TrainingData data, LoadData(spec, context));
+  training::TrainingData data;
+  if (!pretraining) {
+    BERTD_ASSIGN_OR_RETURN(data, LoadData(spec, context));
+  }
 
   const fs::path work_dir = fs::path(options_.data_dir) / "jobs" / job.id / "work";
   std::error_code ec;
   fs::create_directories(work_dir, ec);
   if (ec) {
     return absl::InternalError(absl::StrCat("cannot create ", work_dir.string(), ": ", ec.message()));
+  }
+  if (spec.scratch() && !pretraining) {
+    BERTD_ASSIGN_OR_RETURN(base_path, PrepareScratchBase(spec, data, work_dir.string(), context));
   }
   const std::string version = ReserveVersion(spec.output_model);
   const fs::path output_dir = fs::path(options_.registry->repository_root()) / spec.output_model / version;
@@ -215,14 +340,20 @@ absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker
     context.Emit(type, payload_json).IgnoreError();
   };
   hooks.intra_op_threads = options_.intra_op_threads;
-  context.Emit("log", json({{"message", absl::StrCat("training ", job.id, " on ", worker, " from ",
-                                                      base->path, " into ", output_dir.string())}})
-                          .dump())
-      .IgnoreError();
-  absl::StatusOr<training::TrainingResult> result = training::RunFineTuning(
-      spec, base->path, data, work_dir.string(), output_dir.string(), hooks);
+  absl::Status status;
+  if (pretraining) {
+    status = RunPretrainingJob(job, spec, context, work_dir.string(), output_dir.string(), hooks);
+  } else {
+    context.Emit("log", json({{"message", absl::StrCat("training ", job.id, " on ", worker, " from ",
+                                                        base_path, " into ", output_dir.string())}})
+                            .dump())
+        .IgnoreError();
+    status = training::RunFineTuning(spec, base_path, data, work_dir.string(), output_dir.string(),
+                                     hooks)
+                 .status();
+  }
   ReleaseVersion(spec.output_model, version);
-  if (!result.ok()) return result.status();
+  if (!status.ok()) return status;
 
   absl::StatusOr<registry::ModelStatus> loaded = options_.registry->Load(spec.output_model, version);
   if (!loaded.ok()) return loaded.status();

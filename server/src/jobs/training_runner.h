@@ -1,6 +1,7 @@
 #ifndef BERTD_JOBS_TRAINING_RUNNER_H_
 #define BERTD_JOBS_TRAINING_RUNNER_H_
 
+#include <optional>
 #include <set>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "jobs/scheduler.h"
 #include "registry/model_registry.h"
 #include "training/job_spec.h"
+#include "training/pretrainer.h"
 #include "training/trainer.h"
 
 namespace bertd::jobs {
@@ -31,7 +33,8 @@ absl::StatusOr<data::DatasetSpec> DatasetSpecFromJson(absl::string_view json_tex
 std::string DatasetFilePath(const std::string& data_dir, const DatasetRecord& record);
 
 // INVALID_ARGUMENT naming `field` when the dataset's columns cannot feed `task`: classification
-// needs text and label, pair tasks also text_pair, span_extraction needs squad_json.
+// needs text and label, pair tasks also text_pair, span_extraction needs squad_json, pretraining
+// a text dataset (and only pretraining takes one).
 absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::TrainingTask task,
                                   absl::string_view field);
 
@@ -40,6 +43,10 @@ absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::Train
 // so a resumed job trains on exactly the examples it started with.
 void SplitForEval(std::vector<data::Example> examples, double fraction, uint64_t seed,
                   std::vector<data::Example>* train, std::vector<data::Example>* eval);
+
+// The held-out share of a pretraining corpus when the job names neither eval_dataset nor
+// eval_split.
+inline constexpr double kDefaultPretrainingEvalSplit = 0.05;
 
 // 1 + the highest integer version directory under `model_dir`; 1 when there is none.
 int64_t NextModelVersion(const std::string& model_dir);
@@ -68,6 +75,20 @@ class TrainingRunner {
  private:
   absl::StatusOr<training::TrainingData> LoadData(const training::TrainingJobSpec& spec,
                                                   JobContext& context);
+  // Task pretraining: documents of the text datasets, and the starting point.
+  absl::Status RunPretrainingJob(const JobRecord& job, const training::TrainingJobSpec& spec,
+                                 JobContext& context, const std::string& work_dir,
+                                 const std::string& output_dir,
+                                 const training::TrainerHooks& hooks);
+  // The vocabulary named by spec.vocabulary.source ("model:..." or "dataset:..."); nullopt when
+  // the source is empty (the caller learns one).
+  absl::StatusOr<std::optional<text::BertTokenizer>> ResolveVocabulary(
+      const training::TrainingJobSpec& spec);
+  // base_model scratch for fine-tuning: a random BertForPreTraining model directory in the work
+  // directory (made once, so a resumed job starts from the same weights); returns its path.
+  absl::StatusOr<std::string> PrepareScratchBase(const training::TrainingJobSpec& spec,
+                                                 const training::TrainingData& data,
+                                                 const std::string& work_dir, JobContext& context);
   absl::StatusOr<data::ParsedDataset> ParseStored(const std::string& id_or_name,
                                                   std::vector<std::string>* allowed_labels);
   // Picks and reserves the output version so that two jobs writing the same model at once
