@@ -22,6 +22,8 @@
 #include "data/dataset.h"
 #include "jobs/training_runner.h"
 #include "registry/model_registry.h"
+#include "text/tokenizer.h"
+#include "text/vocab_trainer.h"
 
 namespace bertd::api {
 namespace {
@@ -110,7 +112,7 @@ absl::StatusOr<data::DatasetSpec> SpecFromMetadata(const v1::DatasetMetadata& me
   data::DatasetSpec spec;
   if (metadata.format().empty()) {
     return absl::InvalidArgumentError(
-        "metadata.format is empty; expected tsv, csv, jsonl or squad_json");
+        "metadata.format is empty; expected tsv, csv, jsonl, squad_json or text");
   }
   absl::StatusOr<data::DatasetFormat> format = data::ParseDatasetFormat(metadata.format());
   if (!format.ok()) {
@@ -125,15 +127,25 @@ absl::StatusOr<data::DatasetSpec> SpecFromMetadata(const v1::DatasetMetadata& me
   BERTD_ASSIGN_OR_RETURN(spec.label,
                          ColumnFromProto(metadata, metadata.has_label(), metadata.label(), "label"));
   spec.allowed_labels.assign(metadata.allowed_labels().begin(), metadata.allowed_labels().end());
+  if (spec.format == data::DatasetFormat::kText) {
+    // A plain corpus: no columns, no labels.
+    if (spec.text || spec.text_pair || spec.label || !spec.allowed_labels.empty() || spec.has_header) {
+      return absl::InvalidArgumentError(
+          "metadata: a text dataset has no columns, header or labels; leave text, text_pair, "
+          "label, allowed_labels and has_header unset");
+    }
+    return spec;
+  }
   if (spec.format != data::DatasetFormat::kSquadJson && !spec.text) {
     return absl::InvalidArgumentError("metadata.text: required (the column holding the text)");
   }
   return spec;
 }
 
-// The file's extension is its format name: data.tsv, data.csv, data.jsonl, data.json.
+// The file's extension is its format name: data.tsv, data.csv, data.jsonl, data.json, data.txt.
 std::string Extension(data::DatasetFormat format) {
   if (format == data::DatasetFormat::kSquadJson) return "json";
+  if (format == data::DatasetFormat::kText) return "txt";
   return std::string(data::DatasetFormatName(format));
 }
 
@@ -354,6 +366,65 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
     ToDatasetProto(*record, response->mutable_dataset());
   }
   return Record("DeleteDataset", record.status(), start);
+}
+
+absl::Status DatasetServiceImpl::TrainVocab(const v1::TrainVocabularyRequest& request,
+                                            v1::TrainVocabularyResponse* response) {
+  if (request.dataset().empty()) return absl::InvalidArgumentError("dataset: required");
+  absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(request.dataset());
+  if (!record.ok()) return record.status();
+  BERTD_ASSIGN_OR_RETURN(data::DatasetSpec spec, jobs::DatasetSpecFromJson(record->spec_json));
+  if (spec.format != data::DatasetFormat::kText) {
+    return absl::InvalidArgumentError(absl::StrCat("dataset: '", request.dataset(),
+                                                   "' has format ", record->format,
+                                                   "; vocabularies are learned from text datasets"));
+  }
+  BERTD_ASSIGN_OR_RETURN(data::ParsedDataset parsed,
+                         data::ParseDatasetFile(jobs::DatasetFilePath(options_.data_dir, *record), spec));
+  text::VocabTrainerOptions options;
+  if (request.has_vocab_size()) options.vocab_size = request.vocab_size();
+  if (request.has_min_frequency()) options.min_frequency = request.min_frequency();
+  if (request.has_limit_alphabet()) options.limit_alphabet = request.limit_alphabet();
+  if (request.has_lowercase()) options.lowercase = request.lowercase();
+  if (options.vocab_size > (1 << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vocab_size: must be at most 1048576, got ", options.vocab_size));
+  }
+  text::WordPieceTrainer trainer(options);
+  for (const data::Example& example : parsed.examples) {
+    absl::Status status = trainer.AddText(example.text);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("dataset line ", example.id, ": ", status.message()));
+    }
+  }
+  BERTD_ASSIGN_OR_RETURN(text::Vocab vocab, trainer.Train());
+  std::string vocab_txt;
+  for (int32_t id = 0; id < vocab.size(); ++id) absl::StrAppend(&vocab_txt, vocab.TokenAt(id), "\n");
+  text::TokenizerOptions tokenizer_options;
+  tokenizer_options.do_lower_case = options.lowercase;
+  BERTD_ASSIGN_OR_RETURN(text::BertTokenizer tokenizer,
+                         text::BertTokenizer::Create(vocab, tokenizer_options));
+  // How well the vocabulary covers its own corpus.
+  int64_t pieces = 0, unknown = 0;
+  for (const data::Example& example : parsed.examples) {
+    BERTD_ASSIGN_OR_RETURN(std::vector<text::Token> tokens, tokenizer.Tokenize(example.text));
+    pieces += static_cast<int64_t>(tokens.size());
+    for (const text::Token& token : tokens) unknown += token.id == tokenizer.unk_id() ? 1 : 0;
+  }
+  response->set_vocab_txt(std::move(vocab_txt));
+  response->set_vocab_size(vocab.size());
+  response->set_words_counted(trainer.words_counted());
+  response->set_unk_rate(pieces > 0 ? static_cast<double>(unknown) / pieces : 0.0);
+  return absl::OkStatus();
+}
+
+grpc::Status DatasetServiceImpl::TrainVocabulary(grpc::ServerContext* context,
+                                                 const v1::TrainVocabularyRequest* request,
+                                                 v1::TrainVocabularyResponse* response) {
+  const absl::Time start = absl::Now();
+  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/TrainVocabulary");
+  if (!denied.ok()) return Record("TrainVocabulary", denied, start);
+  return Record("TrainVocabulary", TrainVocab(*request, response), start);
 }
 
 }  // namespace bertd::api

@@ -35,10 +35,16 @@ class DatasetServiceImpl final : public bertd::v1::DatasetService::Service {
                           v1::Dataset* response) override;
   grpc::Status DeleteDataset(grpc::ServerContext* context, const v1::DeleteDatasetRequest* request,
                              v1::DeleteDatasetResponse* response) override;
+  // CPU-bound (seconds for a large corpus); runs on the sync server's thread pool.
+  grpc::Status TrainVocabulary(grpc::ServerContext* context,
+                               const v1::TrainVocabularyRequest* request,
+                               v1::TrainVocabularyResponse* response) override;
 
  private:
   absl::StatusOr<jobs::DatasetRecord> Upload(grpc::ServerContext* context,
                                              grpc::ServerReader<v1::UploadDatasetRequest>* reader);
+  absl::Status TrainVocab(const v1::TrainVocabularyRequest& request,
+                          v1::TrainVocabularyResponse* response);
   grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
   std::string datasets_dir() const;
 

@@ -1,5 +1,7 @@
 #include "api/job_service.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +24,7 @@ constexpr std::pair<v1::TrainingTask, training::TrainingTask> kTasks[] = {
      training::TrainingTask::kSentencePairClassification},
     {v1::TRAINING_TASK_NEXT_SENTENCE, training::TrainingTask::kNextSentence},
     {v1::TRAINING_TASK_SPAN_EXTRACTION, training::TrainingTask::kSpanExtraction},
+    {v1::TRAINING_TASK_PRETRAINING, training::TrainingTask::kPretraining},
 };
 
 constexpr std::pair<v1::JobState, jobs::JobState> kStates[] = {
@@ -86,6 +89,29 @@ json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
   BERTD_COPY_IF_SET(bf16);
 #undef BERTD_COPY_IF_SET
   root["hyperparameters"] = hp;
+  // New-model settings: only the fields the client set, as for hyperparameters.
+  json vocabulary = json::object(), size = json::object(), pretraining = json::object();
+#define BERTD_COPY_IF_SET(target, message, field) \
+  if (spec.message().has_##field()) target[#field] = spec.message().field()
+  if (!spec.vocabulary().source().empty()) vocabulary["source"] = spec.vocabulary().source();
+  BERTD_COPY_IF_SET(vocabulary, vocabulary, vocab_size);
+  BERTD_COPY_IF_SET(vocabulary, vocabulary, min_frequency);
+  BERTD_COPY_IF_SET(vocabulary, vocabulary, limit_alphabet);
+  BERTD_COPY_IF_SET(vocabulary, vocabulary, lowercase);
+  BERTD_COPY_IF_SET(size, model_size, num_hidden_layers);
+  BERTD_COPY_IF_SET(size, model_size, hidden_size);
+  BERTD_COPY_IF_SET(size, model_size, num_attention_heads);
+  BERTD_COPY_IF_SET(size, model_size, intermediate_size);
+  BERTD_COPY_IF_SET(size, model_size, max_position_embeddings);
+  BERTD_COPY_IF_SET(pretraining, pretraining, masked_lm_prob);
+  BERTD_COPY_IF_SET(pretraining, pretraining, max_predictions_per_seq);
+  BERTD_COPY_IF_SET(pretraining, pretraining, whole_word_masking);
+  BERTD_COPY_IF_SET(pretraining, pretraining, short_seq_prob);
+  BERTD_COPY_IF_SET(pretraining, pretraining, dupe_factor);
+#undef BERTD_COPY_IF_SET
+  root["vocabulary"] = vocabulary;
+  root["model_size"] = size;
+  root["pretraining"] = pretraining;
   return root;
 }
 
@@ -127,6 +153,32 @@ void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
   h->set_metric_for_best_model(a.metric_for_best_model);
   h->set_early_stopping_patience(a.early_stopping_patience);
   h->set_bf16(a.bf16);
+  const bool scratch = spec.scratch();
+  const bool pretraining = spec.task == training::TrainingTask::kPretraining;
+  if (scratch) {
+    v1::VocabularyOptions* v = out->mutable_vocabulary();
+    v->set_source(spec.vocabulary.source);
+    v->set_vocab_size(spec.vocabulary.vocab_size);
+    v->set_min_frequency(spec.vocabulary.min_frequency);
+    v->set_limit_alphabet(spec.vocabulary.limit_alphabet);
+    v->set_lowercase(spec.vocabulary.lowercase);
+    const model::ModelSize& m = spec.model_size;
+    v1::ModelSize* size = out->mutable_model_size();
+    if (m.num_hidden_layers > 0) size->set_num_hidden_layers(m.num_hidden_layers);
+    if (m.hidden_size > 0) size->set_hidden_size(m.hidden_size);
+    if (m.num_attention_heads > 0) size->set_num_attention_heads(m.num_attention_heads);
+    if (m.intermediate_size > 0) size->set_intermediate_size(m.intermediate_size);
+    if (m.max_position_embeddings > 0) size->set_max_position_embeddings(m.max_position_embeddings);
+  }
+  if (pretraining) {
+    const training::PretrainingOptions& o = spec.pretraining;
+    v1::PretrainingOptions* p = out->mutable_pretraining();
+    p->set_masked_lm_prob(o.masked_lm_prob);
+    p->set_max_predictions_per_seq(o.max_predictions_per_seq);
+    p->set_whole_word_masking(o.whole_word_masking);
+    p->set_short_seq_prob(o.short_seq_prob);
+    p->set_dupe_factor(o.dupe_factor);
+  }
 }
 
 double Number(const json& object, const char* key) {
@@ -152,6 +204,8 @@ void ProgressFromJson(const json& payload, v1::Progress* out) {
   out->set_learning_rate(Number(payload, "learning_rate"));
   out->set_samples_per_second(Number(payload, "samples_per_second"));
   out->set_eta_seconds(Number(payload, "eta_seconds"));
+  if (payload.contains("mlm_loss")) out->set_mlm_loss(Number(payload, "mlm_loss"));
+  if (payload.contains("nsp_loss")) out->set_nsp_loss(Number(payload, "nsp_loss"));
 }
 
 void MetricsFromJson(const json& payload, google::protobuf::Map<std::string, double>* out) {
@@ -270,8 +324,8 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
   }
   if (task.empty()) {
     return absl::InvalidArgumentError(
-        "task: required (sequence_classification, sentence_pair_classification, next_sentence or "
-        "span_extraction)");
+        "task: required (sequence_classification, sentence_pair_classification, next_sentence, "
+        "span_extraction or pretraining)");
   }
   BERTD_ASSIGN_OR_RETURN(training::TrainingJobSpec spec,
                          training::TrainingJobSpec::FromJson(SpecToJson(proto, task).dump()));
@@ -283,20 +337,47 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
     BERTD_RETURN_IF_ERROR(ValidateName("eval_dataset", spec.eval_dataset));
   }
 
-  absl::StatusOr<registry::ModelStatus> base = registry_->Get(spec.base_model);
-  if (!base.ok() || base->state != registry::ModelState::kReady) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "base_model: model '", spec.base_model, "' is not loaded",
-        base.ok() ? absl::StrCat(" (", registry::ModelStateName(base->state), ")") : ""));
+  if (!spec.scratch()) {
+    absl::StatusOr<registry::ModelStatus> base = registry_->Get(spec.base_model);
+    if (!base.ok() || base->state != registry::ModelState::kReady) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "base_model: model '", spec.base_model, "' is not loaded",
+          base.ok() ? absl::StrCat(" (", registry::ModelStateName(base->state), ")") : ""));
+    }
   }
   std::vector<std::string> dataset_ids;
+  // A vocabulary named by the spec must exist now; a dataset one is kept until the job ends.
+  const std::string& vocab_source = spec.vocabulary.source;
+  if (vocab_source.rfind("model:", 0) == 0) {
+    absl::StatusOr<registry::ModelStatus> vocab_model = registry_->Get(vocab_source.substr(6));
+    if (!vocab_model.ok() || vocab_model->state != registry::ModelState::kReady) {
+      return absl::InvalidArgumentError(absl::StrCat("vocabulary.source: model '",
+                                                     vocab_source.substr(6), "' is not loaded"));
+    }
+  } else if (vocab_source.rfind("dataset:", 0) == 0) {
+    absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(vocab_source.substr(8));
+    if (!record.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("vocabulary.source: dataset '",
+                                                     vocab_source.substr(8), "' does not exist"));
+    }
+    if (record->format != "text") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "vocabulary.source: dataset '", vocab_source.substr(8),
+          "' must be a text dataset holding a vocab.txt, got format ", record->format));
+    }
+    dataset_ids.push_back(record->id);
+  }
   BERTD_ASSIGN_OR_RETURN(std::string train_id,
                          CheckDataset(spec.train_dataset, "train_dataset", spec.task));
-  dataset_ids.push_back(train_id);
+  if (std::find(dataset_ids.begin(), dataset_ids.end(), train_id) == dataset_ids.end()) {
+    dataset_ids.push_back(train_id);
+  }
   if (!spec.eval_dataset.empty()) {
     BERTD_ASSIGN_OR_RETURN(std::string eval_id,
                            CheckDataset(spec.eval_dataset, "eval_dataset", spec.task));
-    if (eval_id != train_id) dataset_ids.push_back(eval_id);
+    if (std::find(dataset_ids.begin(), dataset_ids.end(), eval_id) == dataset_ids.end()) {
+      dataset_ids.push_back(eval_id);
+    }
   }
 
   BERTD_ASSIGN_OR_RETURN(std::vector<jobs::JobRecord> queued, store_->List(jobs::JobState::kQueued));
