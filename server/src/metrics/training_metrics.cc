@@ -102,6 +102,8 @@ void TrainingMetrics::OnState(const std::string& job_id, const std::string& stat
     unfinished_[job_id] = state;
   }
 
+  // Also here, not only at scrape time, so that a server nobody scrapes stays bounded too.
+  Prune();
   if (state == "RUNNING") {
     JobSeries& series = jobs_[job_id];
     series.running = true;
