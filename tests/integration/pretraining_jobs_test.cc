@@ -231,21 +231,31 @@ TEST_F(PretrainingJobsTest, LearnsVocabularyPretrainsTinyModelServesFillMaskAndF
     EXPECT_EQ(response.results_size(), 1);
   }
 
-  // The pretrained model as a fine-tuning base, and the same fine-tuning from scratch with its
-  // vocabulary.
+  // The pretrained model as a fine-tuning base; the same fine-tuning from scratch with its
+  // vocabulary; and from scratch with a vocabulary learned from the fine-tuning data.
   std::string sst = "sentence\tlabel\n";
   std::istringstream lines(ReadWholeFile(SharedPath("data/glue/SST-2/train.tsv")));
   std::string line;
   std::getline(lines, line);
   for (int i = 0; i < 64 && std::getline(lines, line); ++i) sst += line + "\n";
   Upload("sst-small", "tsv", sst);
-  for (const std::string base : {"tiny-zh-en", "scratch:tiny"}) {
+  struct FineTune {
+    std::string base, vocab, output;
+  };
+  for (const FineTune& run : {FineTune{"tiny-zh-en", "", "tiny-sst"},
+                              FineTune{"scratch:tiny", "model:tiny-zh-en", "scratch-sst"},
+                              FineTune{"scratch:tiny", "", "scratch-own-vocab-sst"}}) {
+    const std::string& base = run.output;  // names the run in failure messages
     v1::JobSpec fine;
     fine.set_task(v1::TRAINING_TASK_SEQUENCE_CLASSIFICATION);
-    fine.set_base_model(base);
+    fine.set_base_model(run.base);
     fine.set_train_dataset("sst-small");
-    fine.set_output_model(base == "tiny-zh-en" ? "tiny-sst" : "scratch-sst");
-    if (base != "tiny-zh-en") fine.mutable_vocabulary()->set_source("model:tiny-zh-en");
+    fine.set_output_model(run.output);
+    if (!run.vocab.empty()) fine.mutable_vocabulary()->set_source(run.vocab);
+    if (run.base == "scratch:tiny" && run.vocab.empty()) {
+      fine.mutable_vocabulary()->set_vocab_size(500);
+      fine.mutable_vocabulary()->set_min_frequency(1);
+    }
     fine.mutable_hyperparameters()->set_max_steps(4);
     status = Submit(fine, &job);
     ASSERT_TRUE(status.ok()) << base << ": " << status.error_message();
