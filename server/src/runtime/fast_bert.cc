@@ -164,7 +164,8 @@ struct FastBert::Impl {
 
   std::mutex mu;
   std::map<int64_t, RowKernels> row_kernels;
-  std::map<int64_t, dnnl::softmax_forward> softmax_kernels;  // by sequence length
+  std::map<int64_t, dnnl::softmax_forward> softmax_kernels;  // one head, by sequence length
+  std::vector<dnnl::stream> streams;  // one per OpenMP thread (streams are not thread-safe)
   Buffer x, xb, qkv, ctx, ctxb, inter_buf, scores;
 
   dnnl::post_ops PostOps(const char* kind) const {
@@ -241,7 +242,7 @@ struct FastBert::Impl {
     if (it != softmax_kernels.end()) return it->second;
     dnnl::softmax_forward softmax(dnnl::softmax_forward::primitive_desc(
         dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference,
-                                    Plain(heads * length, length, dt::f32), 1),
+                                    Plain(length, length, dt::f32), 1),
         engine));
     return softmax_kernels.emplace(length, std::move(softmax)).first->second;
   }
@@ -272,24 +273,34 @@ struct FastBert::Impl {
     k.to_bf16.execute(stream, from_m, to_m);
   }
 
-  // Scaled dot-product attention of one sequence (rows [offset, offset + length) of qkv) into ctx.
-  void Attend(int64_t offset, int64_t length) {
-    const float* base = qkv.As<float>() + offset * 3 * hidden;
-    float* s = scores.As<float>();
+  // Scaled dot-product attention of every sequence (rows [offset, offset + length) of qkv) into
+  // ctx. One parallel region over (sequence, head) pairs: each pair is small, and a barrier per
+  // sequence costs more than the work once other processes compete for the cores.
+  void AttendAll(const std::vector<std::pair<int64_t, int64_t>>& spans, int64_t longest) {
+    for (const auto& span : spans) SoftmaxFor(span.second);  // the map is not touched below
     const float scale = 1.f / std::sqrt(static_cast<float>(head_size));
-    const int64_t n = length;
-#pragma omp parallel for schedule(static)
-    for (int64_t h = 0; h < heads; ++h) {
-      dnnl_sgemm('N', 'T', n, n, head_size, scale, base + h * head_size, 3 * hidden,
-                 base + hidden + h * head_size, 3 * hidden, 0.f, s + h * n * n, n);
-    }
-    memory s_m(Plain(heads * n, n, dt::f32), engine, s);
-    SoftmaxFor(n).execute(stream, {{DNNL_ARG_SRC, s_m}, {DNNL_ARG_DST, s_m}});
-    float* out = ctx.As<float>() + offset * hidden;
-#pragma omp parallel for schedule(static)
-    for (int64_t h = 0; h < heads; ++h) {
-      dnnl_sgemm('N', 'N', n, head_size, n, 1.f, s + h * n * n, n,
-                 base + 2 * hidden + h * head_size, 3 * hidden, 0.f, out + h * head_size, hidden);
+    const int64_t pairs = static_cast<int64_t>(spans.size()) * heads;
+    const float* qkv_data = qkv.As<float>();
+    float* ctx_data = ctx.As<float>();
+#pragma omp parallel
+    {
+      const int thread = omp_get_thread_num();
+      float* s = scores.As<float>() + thread * longest * longest;
+      dnnl::stream& thread_stream = streams[thread];
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t pair = 0; pair < pairs; ++pair) {
+        const auto& [offset, n] = spans[pair / heads];
+        const int64_t h = pair % heads;
+        const float* base = qkv_data + offset * 3 * hidden;
+        dnnl_sgemm('N', 'T', n, n, head_size, scale, base + h * head_size, 3 * hidden,
+                   base + hidden + h * head_size, 3 * hidden, 0.f, s, n);
+        memory s_m(Plain(n, n, dt::f32), engine, s);
+        softmax_kernels.find(n)->second.execute(thread_stream,
+                                                {{DNNL_ARG_SRC, s_m}, {DNNL_ARG_DST, s_m}});
+        thread_stream.wait();
+        dnnl_sgemm('N', 'N', n, head_size, n, 1.f, s, n, base + 2 * hidden + h * head_size,
+                   3 * hidden, 0.f, ctx_data + offset * hidden + h * head_size, hidden);
+      }
     }
   }
 };
@@ -341,6 +352,7 @@ absl::StatusOr<std::unique_ptr<FastBert>> FastBert::Create(const EncoderConfig& 
   impl->embedding_beta = impl->Vector(weights.embedding_norm.beta, h);
 
   omp_set_num_threads(impl->options.threads);
+  for (int t = 0; t < impl->options.threads; ++t) impl->streams.emplace_back(impl->engine);
   try {
     std::vector<float> qkv_weight(3 * h * h), qkv_bias(3 * h);
     for (int i = 0; i < config.num_layers; ++i) {
@@ -422,7 +434,7 @@ absl::Status FastBert::Forward(const std::vector<SequenceView>& sequences, float
   m.qkv.Reserve(rows * 3 * h * sizeof(float));
   m.ctx.Reserve(rows * h * sizeof(float));
   m.inter_buf.Reserve(rows * m.inter * act_bytes);
-  m.scores.Reserve(m.heads * longest * longest * sizeof(float));
+  m.scores.Reserve(m.options.threads * longest * longest * sizeof(float));
   if (m.act_type == dt::bf16) {
     m.xb.Reserve(rows * h * 2);
     m.ctxb.Reserve(rows * h * 2);
@@ -458,7 +470,7 @@ absl::Status FastBert::Forward(const std::vector<SequenceView>& sequences, float
     void* ctx_in = bf16 ? m.ctxb.As<void>() : m.ctx.As<void>();
     for (const Layer& layer : m.layers) {
       m.Matmul(k.qkv, k, x_in, h, layer.qkv, m.qkv.As<void>(), 3 * h, dt::f32);
-      for (const auto& [start, length] : spans) m.Attend(start, length);
+      m.AttendAll(spans, longest);
       if (bf16) m.ToBf16(k, m.ctx.As<float>(), m.ctxb.As<void>());
       m.Matmul(k.attention_output, k, ctx_in, h, layer.attention_output, x, h, dt::f32);
       m.Normalize(k, layer.norm1_gamma, layer.norm1_beta);
