@@ -228,11 +228,12 @@ absl::StatusOr<ParsedDataset> ParseJsonl(absl::string_view bytes, const DatasetS
     try {
       object = Json::parse(line.fields[0]);
     } catch (const Json::parse_error& e) {
-      std::string what = e.what();
-      const size_t colon = what.find(": ");
-      if (colon != std::string::npos) what = what.substr(colon + 2);
+      return absl::InvalidArgumentError(absl::StrCat(prefix, ", byte column ", e.byte,
+                                                     ": invalid JSON: ", StripJsonErrorPrefix(e.what())));
+    } catch (const Json::exception& e) {
+      // out_of_range: a number beyond double's range (1e309) is valid syntax nlohmann refuses.
       return absl::InvalidArgumentError(
-          absl::StrCat(prefix, ", byte column ", e.byte, ": invalid JSON: ", what));
+          absl::StrCat(prefix, ": invalid JSON: ", StripJsonErrorPrefix(e.what())));
     }
     if (!object.is_object()) {
       return absl::InvalidArgumentError(

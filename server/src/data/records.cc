@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "text/unicode.h"
@@ -175,6 +176,18 @@ std::string QuoteForMessage(absl::string_view text, size_t max_bytes) {
   }
   out += cut ? "\"..." : "\"";
   return out;
+}
+
+std::string StripJsonErrorPrefix(absl::string_view what) {
+  if (absl::StartsWith(what, "[json.exception.")) {
+    const size_t bracket = what.find("] ");
+    if (bracket != absl::string_view::npos) what.remove_prefix(bracket + 2);
+  }
+  if (absl::StartsWith(what, "parse error")) {
+    const size_t colon = what.find(": ");
+    if (colon != absl::string_view::npos) what.remove_prefix(colon + 2);
+  }
+  return std::string(what);
 }
 
 }  // namespace bertd::data

@@ -49,6 +49,10 @@ std::vector<size_t> CodePointByteOffsets(absl::string_view text);
 // `text` as a quoted string for messages, cut short (at a code point boundary) when long.
 std::string QuoteForMessage(absl::string_view text, size_t max_bytes = 80);
 
+// nlohmann-json's exception text without its "[json.exception.parse_error.101] parse error at
+// line 1, column 2: " prefix, so that parsers can state the position in their own form.
+std::string StripJsonErrorPrefix(absl::string_view what);
+
 }  // namespace bertd::data
 
 #endif  // BERTD_DATA_RECORDS_H_

@@ -95,13 +95,12 @@ absl::StatusOr<ParsedDataset> ParseSquadJson(absl::string_view json) {
     root = Json::parse(json.begin(), json.end());
   } catch (const Json::parse_error& e) {
     const TextPosition where = LocateByte(json, e.byte > 0 ? e.byte - 1 : 0);
-    std::string what = e.what();
-    // Drop nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 2: " prefix;
-    // the position is given in the same form as for the other formats.
-    const size_t colon = what.find(": ");
-    if (colon != std::string::npos) what = what.substr(colon + 2);
     return absl::InvalidArgumentError(absl::StrCat("line ", where.line, ", byte column ",
-                                                   where.column, ": invalid JSON: ", what));
+                                                   where.column, ": invalid JSON: ",
+                                                   StripJsonErrorPrefix(e.what())));
+  } catch (const Json::exception& e) {
+    // out_of_range: a number beyond double's range (1e309) is valid syntax nlohmann refuses.
+    return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", StripJsonErrorPrefix(e.what())));
   }
   if (!root.is_object()) {
     return Invalid("$", absl::StrCat("expected an object with \"data\", got ", TypeName(root)));

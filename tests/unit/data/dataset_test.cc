@@ -271,6 +271,9 @@ TEST(JsonlTest, RejectsBadLines) {
   EXPECT_THAT(ErrorOf(ok + "{\"sentence1\": \"a\",\n", Jsonl()),
               HasSubstr("line 2, byte column 19: invalid JSON: syntax error"));
   EXPECT_EQ(ErrorOf(ok + "[1, 2]\n", Jsonl()), "line 2: expected a JSON object, got array");
+  // Valid JSON syntax beyond double's range (a fuzzer finding: it used to escape as an exception).
+  EXPECT_EQ(ErrorOf(ok + "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 1e309}\n", Jsonl()),
+            "line 2: invalid JSON: number overflow parsing '1e309'");
   EXPECT_EQ(ErrorOf(ok + "\n" + ok, Jsonl()),
             "line 2: empty line (only lines at the end may be empty)");
   DatasetSpec allowed = Jsonl();
@@ -385,6 +388,9 @@ TEST(SquadTest, RejectsInvalidJsonWithItsPosition) {
   EXPECT_THAT(ErrorOf("{\"data\": [\n  {\"paragraphs\": [}\n]}", Squad()),
               HasSubstr("line 2, byte column 19: invalid JSON: syntax error while parsing value - "
                         "unexpected '}'"));
+  // Found by the dataset_squad_json fuzzer: valid syntax, a number beyond double's range.
+  EXPECT_EQ(ErrorOf(R"({"version": 1e309, "data": []})", Squad()),
+            "invalid JSON: number overflow parsing '1e309'");
 }
 
 TEST(ParseDatasetFileTest, PrefixesErrorsWithThePathAndChecksSizeFirst) {
