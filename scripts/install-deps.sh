@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libtorch-dev
+  # Gloo's headers, which c10d's ProcessGroupGloo.hpp includes (data-parallel training).
+  libgloo-dev
   # The fast inference path: oneDNN, the same library (2.6) Debian's LibTorch links.
   libdnnl-dev
   # Without OpenBLAS, Debian's LibTorch falls back to the reference BLAS (~40x slower GEMMs).

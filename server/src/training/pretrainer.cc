@@ -21,9 +21,8 @@
 #include "model/io/safetensors.h"
 #include "model/presets.h"
 #include "text/vocab_trainer.h"
-#include "training/checkpointing.h"
-#include "training/lr_schedule.h"
-#include "training/optimizer.h"
+#include "training/data_parallel.h"
+#include "training/train_loop.h"
 
 namespace bertd::training {
 namespace {
@@ -31,19 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
 using nlohmann::json;
-
-// splitmix64: one well-mixed 64-bit seed from a few integers, so that every (seed, epoch, pair)
-// gets its own independent masking stream.
-uint64_t Mix(uint64_t a, uint64_t b, uint64_t c) {
-  uint64_t x = a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL ^
-               (c + 0x2545F4914F6CDD1DULL) * 0x94D049BB133111EBULL;
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return x;
-}
 
 constexpr uint64_t kEvalEpoch = 0xE7A1'0000'0000ULL;  // masks of the held-out pairs
 
@@ -110,35 +96,40 @@ Forward RunForward(model::BertImpl& model, const PretrainBatch& batch) {
   return f;
 }
 
-std::map<std::string, double> Evaluate(model::BertImpl& model,
-                                       const std::vector<data::MaskedExample>& examples,
-                                       int batch_size) {
+// Held-out MLM and NSP metrics. Under data parallel each rank scores its shard and the sums are
+// reduced, so every rank returns the same numbers.
+absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model,
+                                                       const std::vector<data::MaskedExample>& examples,
+                                                       int batch_size, DataParallel* dp) {
   torch::NoGradGuard no_grad;
   model.eval();
-  double mlm_loss_sum = 0, nsp_loss_sum = 0;
-  int64_t mlm_correct = 0, mlm_count = 0, nsp_correct = 0;
-  for (size_t begin = 0; begin < examples.size(); begin += batch_size) {
-    std::vector<data::MaskedExample> part(
-        examples.begin() + begin, examples.begin() + std::min(examples.size(), begin + batch_size));
+  const std::vector<int64_t> mine = EvaluationShard(static_cast<int64_t>(examples.size()), dp);
+  // mlm loss x tokens, mlm tokens, mlm correct, nsp loss x pairs, nsp correct, pairs
+  std::vector<double> sums(6, 0.0);
+  for (size_t begin = 0; begin < mine.size(); begin += batch_size) {
+    std::vector<data::MaskedExample> part;
+    for (size_t k = begin; k < std::min(mine.size(), begin + batch_size); ++k) part.push_back(examples[mine[k]]);
     PretrainBatch batch = MakeBatch(part);
     Forward f = RunForward(model, batch);
-    const int64_t masked = f.mlm_targets.size(0);
-    mlm_loss_sum += f.mlm_loss.item<double>() * masked;
-    mlm_count += masked;
-    mlm_correct += f.mlm_logits.argmax(-1).eq(f.mlm_targets).sum().item<int64_t>();
-    nsp_loss_sum += f.nsp_loss.item<double>() * part.size();
-    nsp_correct += f.nsp_logits.argmax(-1).eq(batch.nsp_labels).sum().item<int64_t>();
+    const double masked = static_cast<double>(f.mlm_targets.size(0));
+    if (masked > 0) sums[0] += f.mlm_loss.item<double>() * masked;
+    sums[1] += masked;
+    sums[2] += static_cast<double>(f.mlm_logits.argmax(-1).eq(f.mlm_targets).sum().item<int64_t>());
+    sums[3] += f.nsp_loss.item<double>() * part.size();
+    sums[4] += static_cast<double>(f.nsp_logits.argmax(-1).eq(batch.nsp_labels).sum().item<int64_t>());
+    sums[5] += static_cast<double>(part.size());
   }
   model.train();
-  const double pairs = std::max<size_t>(1, examples.size());
-  const double mlm_loss = mlm_loss_sum / std::max<int64_t>(1, mlm_count);
-  const double nsp_loss = nsp_loss_sum / pairs;
-  return {{"mlm_loss", mlm_loss},
-          {"mlm_accuracy", static_cast<double>(mlm_correct) / std::max<int64_t>(1, mlm_count)},
-          {"perplexity", std::exp(mlm_loss)},
-          {"nsp_loss", nsp_loss},
-          {"nsp_accuracy", nsp_correct / pairs},
-          {"eval_loss", mlm_loss + nsp_loss}};
+  if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&sums));
+  const double pairs = std::max(1.0, sums[5]);
+  const double mlm_loss = sums[0] / std::max(1.0, sums[1]);
+  const double nsp_loss = sums[3] / pairs;
+  return std::map<std::string, double>{{"mlm_loss", mlm_loss},
+                                       {"mlm_accuracy", sums[2] / std::max(1.0, sums[1])},
+                                       {"perplexity", std::exp(mlm_loss)},
+                                       {"nsp_loss", nsp_loss},
+                                       {"nsp_accuracy", sums[4] / pairs},
+                                       {"eval_loss", mlm_loss + nsp_loss}};
 }
 
 // Metrics where lower is better.
@@ -161,7 +152,7 @@ absl::StatusOr<std::vector<data::SentencePair>> MakePairs(const std::vector<std:
 data::MaskedExample Mask(const data::SentencePair& pair, const text::Vocab& vocab, int max_length,
                          const data::MaskingOptions& options, uint64_t seed, uint64_t epoch,
                          uint64_t index) {
-  std::mt19937_64 rng(Mix(seed, epoch, index));
+  std::mt19937_64 rng(MixSeed(seed, epoch, index));
   return data::MaskPair(pair, vocab, max_length, options, rng);
 }
 
@@ -252,8 +243,20 @@ absl::StatusOr<TrainingResult> RunPretraining(const TrainingJobSpec& spec,
       for (const std::string& warning : loaded.report.Warnings()) Emit(hooks, "log", {{"message", warning}});
       model = loaded.model;
     } else {
+      DataParallel* const dp = hooks.data_parallel;
+      const bool learns_vocabulary = !start.tokenizer && !fs::exists(work / "vocab" / "vocab.txt", ec);
+      if (dp != nullptr && learns_vocabulary) {
+        // Rank 0 learns the vocabulary into the shared work directory; the others read it.
+        if (dp->rank() == 0) {
+          BERTD_ASSIGN_OR_RETURN(tokenizer, LearnVocabulary(data.train_documents, spec.vocabulary));
+          BERTD_RETURN_IF_ERROR(tokenizer->SaveToDirectory((work / "vocab").string()));
+        }
+        BERTD_RETURN_IF_ERROR(dp->Barrier());
+      }
       if (start.tokenizer) {
         tokenizer = start.tokenizer;
+      } else if (tokenizer) {
+        // learned above (rank 0 of a data-parallel run)
       } else if (fs::exists(work / "vocab" / "vocab.txt", ec)) {
         BERTD_ASSIGN_OR_RETURN(tokenizer, text::BertTokenizer::FromDirectory((work / "vocab").string()));
       } else {
@@ -298,7 +301,7 @@ absl::StatusOr<TrainingResult> RunPretraining(const TrainingJobSpec& spec,
     std::vector<data::MaskedExample> eval_examples;
     if (!data.eval_documents.empty()) {
       BERTD_ASSIGN_OR_RETURN(std::vector<data::SentencePair> eval_pairs,
-                             MakePairs(data.eval_documents, *tokenizer, pair_options, Mix(seed, 1, 0)));
+                             MakePairs(data.eval_documents, *tokenizer, pair_options, MixSeed(seed, 1, 0)));
       for (size_t i = 0; i < eval_pairs.size(); ++i) {
         eval_examples.push_back(Mask(eval_pairs[i], vocab, max_length, masking, seed, kEvalEpoch, i));
       }
@@ -311,176 +314,32 @@ absl::StatusOr<TrainingResult> RunPretraining(const TrainingJobSpec& spec,
                                                   model->config().num_hidden_layers, " layers x ",
                                                   model->config().hidden_size, " hidden")}});
 
-    // 3. Steps, schedule, optimizer: as RunFineTuning.
-    const int64_t batches_per_epoch =
-        (static_cast<int64_t>(train_pairs.size()) + args.per_device_train_batch_size - 1) /
-        args.per_device_train_batch_size;
-    const int64_t updates_per_epoch =
-        std::max<int64_t>(1, batches_per_epoch / args.gradient_accumulation_steps);
-    const int64_t total_steps = args.max_steps > 0
-                                    ? args.max_steps
-                                    : static_cast<int64_t>(std::ceil(args.num_train_epochs * updates_per_epoch));
-    const int64_t warmup = args.warmup_steps > 0
-                               ? args.warmup_steps
-                               : static_cast<int64_t>(std::ceil(args.warmup_ratio * total_steps));
-    BERTD_ASSIGN_OR_RETURN(LrSchedule::Type schedule_type, LrSchedule::ParseType(args.lr_scheduler_type));
-    LrSchedule schedule(schedule_type, warmup, total_steps);
-    AdamWSettings settings{args.learning_rate, args.weight_decay, args.adam_beta1, args.adam_beta2,
-                           args.adam_epsilon};
-    auto optimizer = MakeAdamW(*model, settings);
-    model->train();
-
-    TrainerState state;
-    BERTD_ASSIGN_OR_RETURN(bool resumed, RestoreCheckpoint(work, *model, *optimizer, &state));
-    if (resumed) {
-      Emit(hooks, "log", {{"message", absl::StrCat("resumed from checkpoint at step ", state.global_step)}});
-    }
-
-    const std::string best_metric_name =
-        args.metric_for_best_model.empty() ? "mlm_accuracy" : args.metric_for_best_model;
-    auto evaluate_and_track = [&]() -> absl::StatusOr<bool> {  // returns "stop early"
-      std::map<std::string, double> metrics =
-          Evaluate(*model, eval_examples, args.per_device_eval_batch_size);
-      Emit(hooks, "eval", {{"step", state.global_step}, {"metrics", metrics}});
-      auto it = metrics.find(best_metric_name);
-      if (it == metrics.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "hyperparameters.metric_for_best_model: '", best_metric_name,
-            "' is not computed for pretraining (mlm_accuracy, mlm_loss, perplexity, nsp_accuracy, "
-            "nsp_loss, eval_loss)"));
+    // 3. The shared loop; masks are drawn again every epoch from (seed, epoch, pair).
+    DataParallel* const dp = hooks.data_parallel;
+    LoopTask loop;
+    loop.num_samples = static_cast<int64_t>(train_pairs.size());
+    loop.part_names = {"mlm_loss", "nsp_loss"};
+    loop.micro_batch_loss = [&](const std::vector<int64_t>& indices, int64_t epoch) {
+      std::vector<data::MaskedExample> examples;
+      for (int64_t i : indices) {
+        examples.push_back(Mask(train_pairs[i], vocab, max_length, masking, seed,
+                                static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));
       }
-      const double value = LowerIsBetter(best_metric_name) ? -it->second : it->second;
-      if (value > state.best_metric) {
-        state.best_metric = value;
-        state.evaluations_without_improvement = 0;
-        if (args.load_best_model_at_end) {
-          BERTD_RETURN_IF_ERROR(model::WriteSafetensors((work / "best.safetensors").string(),
-                                                        model::StateDict(*model)));
-        }
-      } else {
-        ++state.evaluations_without_improvement;
-      }
-      return args.early_stopping_patience > 0 &&
-             state.evaluations_without_improvement >= args.early_stopping_patience;
+      Forward f = RunForward(*model, MakeBatch(examples));
+      return LoopTask::Loss{f.mlm_loss + f.nsp_loss, {f.mlm_loss.item<double>(), f.nsp_loss.item<double>()}};
     };
-
-    // 4. The loop.
-    auto last_progress = std::chrono::steady_clock::now() - std::chrono::seconds(10);
-    const auto started = std::chrono::steady_clock::now();
-    const int64_t start_step = state.global_step;
-    int64_t samples_since_start = 0;
-    double mlm_since_report = 0, nsp_since_report = 0;
-    int64_t batches_since_report = 0;
-    int micro_batches = 0;
-    bool stop_early = false;
-    const int64_t max_epochs =
-        total_steps * args.gradient_accumulation_steps / std::max<int64_t>(1, batches_per_epoch) + 2;
-
-    while (state.global_step < total_steps && !stop_early && state.epoch < max_epochs) {
-      // Order and masks depend only on (seed, epoch), so a resumed run sees the same batches.
-      std::vector<int64_t> order(train_pairs.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::mt19937_64 shuffle_rng(seed * 1000003ULL + state.epoch);
-      std::shuffle(order.begin(), order.end(), shuffle_rng);
-
-      for (int64_t b = state.batch_in_epoch; b < batches_per_epoch && state.global_step < total_steps; ++b) {
-        std::vector<data::MaskedExample> examples;
-        for (int64_t i = b * args.per_device_train_batch_size;
-             i < std::min<int64_t>((b + 1) * args.per_device_train_batch_size, order.size()); ++i) {
-          examples.push_back(Mask(train_pairs[order[i]], vocab, max_length, masking, seed,
-                                  static_cast<uint64_t>(state.epoch), static_cast<uint64_t>(order[i])));
-        }
-        PretrainBatch batch = MakeBatch(examples);
-        Forward f;
-        at::Tensor loss;
-        {
-          CpuAutocast autocast(args.bf16);
-          f = RunForward(*model, batch);
-          loss = f.mlm_loss + f.nsp_loss;
-        }
-        const double loss_value = loss.item<double>();
-        if (!std::isfinite(loss_value)) {
-          return absl::InternalError(absl::StrCat("loss became ", loss_value, " at step ",
-                                                  state.global_step, "; lower learning_rate"));
-        }
-        (loss / args.gradient_accumulation_steps).backward();
-        state.loss_sum += loss_value;
-        ++state.loss_count;
-        mlm_since_report += f.mlm_loss.item<double>();
-        nsp_since_report += f.nsp_loss.item<double>();
-        ++batches_since_report;
-        samples_since_start += static_cast<int64_t>(examples.size());
-        state.batch_in_epoch = b + 1;
-        if (++micro_batches < args.gradient_accumulation_steps && b + 1 < batches_per_epoch) continue;
-        micro_batches = 0;
-
-        ClipGradientNorm(*model, args.max_grad_norm);
-        const double lr = args.learning_rate * schedule.Factor(state.global_step);
-        SetLearningRate(*optimizer, lr);
-        optimizer->step();
-        optimizer->zero_grad();
-        ++state.global_step;
-        if (state.batch_in_epoch >= batches_per_epoch) {
-          ++state.epoch;
-          state.batch_in_epoch = 0;
-        }
-
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_progress > std::chrono::seconds(1) || state.global_step == total_steps) {
-          last_progress = now;
-          const double seconds = std::chrono::duration<double>(now - started).count();
-          const double steps_per_second = (state.global_step - start_step) / std::max(seconds, 1e-9);
-          const double mlm = mlm_since_report / std::max<int64_t>(1, batches_since_report);
-          const double nsp = nsp_since_report / std::max<int64_t>(1, batches_since_report);
-          Emit(hooks, "progress",
-               {{"epoch", static_cast<double>(state.global_step) / updates_per_epoch},
-                {"step", state.global_step},
-                {"total_steps", total_steps},
-                {"loss", mlm + nsp},
-                {"mlm_loss", mlm},
-                {"nsp_loss", nsp},
-                {"learning_rate", lr},
-                {"samples_per_second", samples_since_start / std::max(seconds, 1e-9)},
-                {"eta_seconds", (total_steps - state.global_step) / std::max(steps_per_second, 1e-9)}});
-          mlm_since_report = nsp_since_report = 0;
-          batches_since_report = 0;
-        }
-        const bool epoch_ended = state.batch_in_epoch == 0;
-        if (!eval_examples.empty() &&
-            ((args.eval_strategy == "steps" && state.global_step % args.eval_steps == 0) ||
-             (args.eval_strategy == "epoch" && epoch_ended))) {
-          BERTD_ASSIGN_OR_RETURN(stop_early, evaluate_and_track());
-        }
-        if (state.global_step % args.save_steps == 0) {
-          BERTD_RETURN_IF_ERROR(SaveCheckpoint(work, *model, *optimizer, state, args.save_total_limit));
-          Emit(hooks, "checkpoint", {{"step", state.global_step},
-                                     {"path", (work / absl::StrCat("checkpoint-", state.global_step)).string()}});
-        }
-        if (hooks.should_stop && hooks.should_stop()) {
-          BERTD_RETURN_IF_ERROR(SaveCheckpoint(work, *model, *optimizer, state, args.save_total_limit));
-          return absl::CancelledError(absl::StrCat("stopped at step ", state.global_step,
-                                                   "; checkpoint kept in ", work_dir));
-        }
-        if (stop_early) break;
-      }
-      if (state.batch_in_epoch >= batches_per_epoch) {
-        ++state.epoch;
-        state.batch_in_epoch = 0;
-      }
-    }
-
-    if (args.load_best_model_at_end && fs::exists(work / "best.safetensors", ec)) {
-      BERTD_ASSIGN_OR_RETURN(model::TensorMap best, model::ReadSafetensors((work / "best.safetensors").string()));
-      model::LoadReport report;
-      BERTD_RETURN_IF_ERROR(model::LoadStateDict(*model, best, false, &report));
-    }
-    TrainingResult result;
-    result.global_step = state.global_step;
-    result.train_loss = state.loss_count > 0 ? state.loss_sum / state.loss_count : 0;
     if (!eval_examples.empty()) {
-      result.eval_metrics = Evaluate(*model, eval_examples, args.per_device_eval_batch_size);
-      Emit(hooks, "eval", {{"step", state.global_step}, {"metrics", result.eval_metrics}, {"final", true}});
+      loop.evaluate = [&]() { return Evaluate(*model, eval_examples, args.per_device_eval_batch_size, dp); };
     }
+    loop.best_metric = args.metric_for_best_model.empty() ? "mlm_accuracy" : args.metric_for_best_model;
+    loop.lower_is_better = LowerIsBetter(loop.best_metric);
+    BERTD_ASSIGN_OR_RETURN(LoopResult outcome, RunTrainingLoop(args, *model, work, loop, hooks));
+
+    TrainingResult result;
+    result.global_step = outcome.state.global_step;
+    result.train_loss = outcome.state.loss_count > 0 ? outcome.state.loss_sum / outcome.state.loss_count : 0;
+    result.eval_metrics = outcome.eval_metrics;
+    if (dp != nullptr && dp->rank() != 0) return result;  // rank 0 writes the model
     model->eval();
     BERTD_RETURN_IF_ERROR(model::SaveModelDirectory(output_dir, *model, *tokenizer));
     json summary = {{"spec", json::parse(spec.ToJson())},

@@ -5,11 +5,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <numeric>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -22,9 +19,8 @@
 #include "model/checkpoint.h"
 #include "model/io/safetensors.h"
 #include "text/unicode.h"
-#include "training/checkpointing.h"
-#include "training/lr_schedule.h"
-#include "training/optimizer.h"
+#include "training/data_parallel.h"
+#include "training/train_loop.h"
 
 namespace bertd::training {
 namespace {
@@ -166,39 +162,52 @@ std::string PredictAnswer(const std::vector<const data::Feature*>& windows,
   return text::unicode::CodePointSubstr(context, best_range.first, best_range.second);
 }
 
-struct Evaluation {
-  std::map<std::string, double> metrics;
-};
-
-Evaluation Evaluate(model::BertImpl& model, TrainingTask task,
-                    const std::vector<data::Feature>& features,
-                    const std::vector<data::Example>& examples, int batch_size, int64_t pad_id) {
+// Metrics of `model` on the evaluation features. Under data parallel each rank scores its shard
+// (whole examples for spans, whose windows are scored together) and the results are reduced, so
+// every rank returns the same numbers.
+absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, TrainingTask task,
+                                                       const std::vector<data::Feature>& features,
+                                                       const std::vector<data::Example>& examples,
+                                                       int batch_size, int64_t pad_id,
+                                                       DataParallel* dp) {
   torch::NoGradGuard no_grad;
   model.eval();
-  Evaluation evaluation;
+  const bool spans = task == TrainingTask::kSpanExtraction;
+  // The features this rank scores, in order.
+  std::vector<int64_t> mine;
+  if (spans) {
+    std::vector<int64_t> my_examples = EvaluationShard(static_cast<int64_t>(examples.size()), dp);
+    std::vector<bool> is_mine(examples.size(), false);
+    for (int64_t e : my_examples) is_mine[e] = true;
+    for (size_t i = 0; i < features.size(); ++i) {
+      if (is_mine[features[i].example_index]) mine.push_back(static_cast<int64_t>(i));
+    }
+  } else {
+    mine = EvaluationShard(static_cast<int64_t>(features.size()), dp);
+  }
   double loss_sum = 0;
-  std::vector<at::Tensor> all_logits;
-  for (size_t begin = 0; begin < features.size(); begin += batch_size) {
-    std::vector<int64_t> indices;
-    for (size_t i = begin; i < std::min(features.size(), begin + batch_size); ++i) indices.push_back(i);
+  std::vector<at::Tensor> logits_of_mine;
+  for (size_t begin = 0; begin < mine.size(); begin += batch_size) {
+    std::vector<int64_t> indices(mine.begin() + begin,
+                                 mine.begin() + std::min(mine.size(), begin + batch_size));
     Batch batch = MakeBatch(features, indices, pad_id);
     at::Tensor logits;
     at::Tensor loss = ComputeLoss(model, task, batch, &logits);
     loss_sum += loss.item<double>() * indices.size();
-    for (size_t i = 0; i < indices.size(); ++i) all_logits.push_back(logits[i].to(torch::kFloat).contiguous());
+    for (size_t i = 0; i < indices.size(); ++i) logits_of_mine.push_back(logits[i].to(torch::kFloat).contiguous());
   }
   model.train();
-  evaluation.metrics["eval_loss"] = features.empty() ? 0 : loss_sum / features.size();
-  if (task == TrainingTask::kSpanExtraction) {
-    std::map<int32_t, std::vector<size_t>> by_example;
-    for (size_t i = 0; i < features.size(); ++i) by_example[features[i].example_index].push_back(i);
+  std::map<std::string, double> metrics;
+  if (spans) {
+    std::map<int32_t, std::vector<size_t>> by_example;  // example -> positions in `mine`
+    for (size_t k = 0; k < mine.size(); ++k) by_example[features[mine[k]].example_index].push_back(k);
     double em = 0, f1 = 0;
-    for (const auto& [example_index, feature_ids] : by_example) {
+    for (const auto& [example_index, positions] : by_example) {
       std::vector<const data::Feature*> windows;
       std::vector<at::Tensor> logits;
-      for (size_t i : feature_ids) {
-        windows.push_back(&features[i]);
-        logits.push_back(all_logits[i]);
+      for (size_t k : positions) {
+        windows.push_back(&features[mine[k]]);
+        logits.push_back(logits_of_mine[k]);
       }
       const data::Example& example = examples[example_index];
       std::string prediction = PredictAnswer(windows, logits, example.text_pair);
@@ -207,22 +216,42 @@ Evaluation Evaluate(model::BertImpl& model, TrainingTask task,
       em += data::ExactMatch(prediction, golds);
       f1 += data::TokenF1(prediction, golds);
     }
-    const double n = std::max<size_t>(1, by_example.size());
-    evaluation.metrics["exact_match"] = 100.0 * em / n;
-    evaluation.metrics["f1"] = 100.0 * f1 / n;
-    return evaluation;
+    std::vector<double> sums = {loss_sum, static_cast<double>(mine.size()), em, f1,
+                                static_cast<double>(by_example.size())};
+    if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&sums));
+    metrics["eval_loss"] = sums[1] > 0 ? sums[0] / sums[1] : 0;
+    const double n = std::max(1.0, sums[4]);
+    metrics["exact_match"] = 100.0 * sums[2] / n;
+    metrics["f1"] = 100.0 * sums[3] / n;
+    return metrics;
   }
   std::vector<int32_t> predictions, golds;
-  for (size_t i = 0; i < features.size(); ++i) {
-    predictions.push_back(static_cast<int32_t>(all_logits[i].argmax().item<int64_t>()));
-    golds.push_back(features[i].label);
+  std::vector<double> sums = {loss_sum};
+  if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&sums));
+  if (dp) {
+    // Rank r scored features r, r + W, r + 2W, ...: gather them back into feature order.
+    const int64_t world = dp->world_size();
+    const int64_t per_rank = (static_cast<int64_t>(features.size()) + world - 1) / world;
+    std::vector<int64_t> local(per_rank, -1);
+    for (size_t k = 0; k < logits_of_mine.size(); ++k) local[k] = logits_of_mine[k].argmax().item<int64_t>();
+    BERTD_ASSIGN_OR_RETURN(std::vector<int64_t> gathered, dp->AllGather(local));
+    predictions.assign(features.size(), 0);
+    for (int64_t r = 0; r < world; ++r) {
+      for (int64_t j = 0; j < per_rank && r + j * world < static_cast<int64_t>(features.size()); ++j) {
+        predictions[r + j * world] = static_cast<int32_t>(gathered[r * per_rank + j]);
+      }
+    }
+  } else {
+    for (const at::Tensor& logits : logits_of_mine) predictions.push_back(static_cast<int32_t>(logits.argmax().item<int64_t>()));
   }
-  evaluation.metrics["accuracy"] = data::Accuracy(predictions, golds).value_or(0);
+  for (const data::Feature& feature : features) golds.push_back(feature.label);
+  metrics["eval_loss"] = features.empty() ? 0 : sums[0] / features.size();
+  metrics["accuracy"] = data::Accuracy(predictions, golds).value_or(0);
   if (task != TrainingTask::kNextSentence) {
-    evaluation.metrics["matthews_correlation"] = data::MatthewsCorrelation(predictions, golds).value_or(0);
-    if (model.config().num_labels == 2) evaluation.metrics["f1"] = data::BinaryF1(predictions, golds).value_or(0);
+    metrics["matthews_correlation"] = data::MatthewsCorrelation(predictions, golds).value_or(0);
+    if (model.config().num_labels == 2) metrics["f1"] = data::BinaryF1(predictions, golds).value_or(0);
   }
-  return evaluation;
+  return metrics;
 }
 
 std::string MainMetric(TrainingTask task) {
@@ -284,163 +313,27 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
     }
     const int64_t pad_id = loaded.config.pad_token_id;
 
-    // Steps as the Hugging Face Trainer counts them.
-    const int64_t batches_per_epoch =
-        (static_cast<int64_t>(train_features.size()) + args.per_device_train_batch_size - 1) /
-        args.per_device_train_batch_size;
-    const int64_t updates_per_epoch =
-        std::max<int64_t>(1, batches_per_epoch / args.gradient_accumulation_steps);
-    const int64_t total_steps = args.max_steps > 0
-                                    ? args.max_steps
-                                    : static_cast<int64_t>(std::ceil(args.num_train_epochs * updates_per_epoch));
-    const int64_t warmup = args.warmup_steps > 0
-                               ? args.warmup_steps
-                               : static_cast<int64_t>(std::ceil(args.warmup_ratio * total_steps));
-    BERTD_ASSIGN_OR_RETURN(LrSchedule::Type schedule_type, LrSchedule::ParseType(args.lr_scheduler_type));
-    LrSchedule schedule(schedule_type, warmup, total_steps);
-
-    AdamWSettings settings{args.learning_rate, args.weight_decay, args.adam_beta1, args.adam_beta2,
-                           args.adam_epsilon};
-    auto optimizer = MakeAdamW(*model, settings);
-    model->train();
-
-    const fs::path work(work_dir);
-    std::error_code ec;
-    fs::create_directories(work, ec);
-    TrainerState state;
-    BERTD_ASSIGN_OR_RETURN(bool resumed, RestoreCheckpoint(work, *model, *optimizer, &state));
-    if (resumed) {
-      Emit(hooks, "log", {{"message", absl::StrCat("resumed from checkpoint at step ", state.global_step)}});
-    }
-
-    const std::string best_metric_name =
-        args.metric_for_best_model.empty() ? MainMetric(spec.task) : args.metric_for_best_model;
-    const fs::path best_dir = work / "best";
-    auto evaluate_and_track = [&]() -> absl::StatusOr<bool> {  // returns "stop early"
-      Evaluation evaluation = Evaluate(*model, spec.task, eval_features, data.eval,
-                                       args.per_device_eval_batch_size, pad_id);
-      Emit(hooks, "eval", {{"step", state.global_step}, {"metrics", evaluation.metrics}});
-      auto it = evaluation.metrics.find(best_metric_name);
-      if (it == evaluation.metrics.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("hyperparameters.metric_for_best_model: '",
-                                                       best_metric_name, "' is not computed for this task"));
-      }
-      const double value = best_metric_name == "eval_loss" ? -it->second : it->second;
-      if (value > state.best_metric) {
-        state.best_metric = value;
-        state.evaluations_without_improvement = 0;
-        if (args.load_best_model_at_end) {
-          BERTD_RETURN_IF_ERROR(model::WriteSafetensors((work / "best.safetensors").string(),
-                                                        model::StateDict(*model)));
-        }
-      } else {
-        ++state.evaluations_without_improvement;
-      }
-      return args.early_stopping_patience > 0 &&
-             state.evaluations_without_improvement >= args.early_stopping_patience;
+    DataParallel* const dp = hooks.data_parallel;
+    LoopTask loop;
+    loop.num_samples = static_cast<int64_t>(train_features.size());
+    loop.micro_batch_loss = [&](const std::vector<int64_t>& indices, int64_t) {
+      return LoopTask::Loss{ComputeLoss(*model, spec.task, MakeBatch(train_features, indices, pad_id), nullptr), {}};
     };
-    (void)best_dir;
-
-    auto last_progress = std::chrono::steady_clock::now() - std::chrono::seconds(10);
-    const auto started = std::chrono::steady_clock::now();
-    const int64_t start_step = state.global_step;
-    int64_t samples_since_start = 0;
-    int micro_batches = 0;
-    bool stop_early = false;
-    const int64_t max_epochs = total_steps * args.gradient_accumulation_steps / std::max<int64_t>(1, batches_per_epoch) + 2;
-
-    while (state.global_step < total_steps && !stop_early && state.epoch < max_epochs) {
-      // Epoch order depends only on (seed, epoch), so a resumed run sees the same batches.
-      std::vector<int64_t> order(train_features.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::mt19937_64 shuffle_rng(static_cast<uint64_t>(args.seed) * 1000003ULL + state.epoch);
-      std::shuffle(order.begin(), order.end(), shuffle_rng);
-
-      for (int64_t b = state.batch_in_epoch; b < batches_per_epoch && state.global_step < total_steps; ++b) {
-        std::vector<int64_t> indices(
-            order.begin() + b * args.per_device_train_batch_size,
-            order.begin() + std::min<int64_t>((b + 1) * args.per_device_train_batch_size, order.size()));
-        Batch batch = MakeBatch(train_features, indices, pad_id);
-        at::Tensor loss;
-        {
-          CpuAutocast autocast(args.bf16);
-          loss = ComputeLoss(*model, spec.task, batch, nullptr).to(torch::kFloat);
-        }
-        const double loss_value = loss.item<double>();
-        if (!std::isfinite(loss_value)) {
-          return absl::InternalError(absl::StrCat("loss became ", loss_value, " at step ",
-                                                  state.global_step, "; lower learning_rate"));
-        }
-        (loss / args.gradient_accumulation_steps).backward();
-        state.loss_sum += loss_value;
-        ++state.loss_count;
-        samples_since_start += static_cast<int64_t>(indices.size());
-        state.batch_in_epoch = b + 1;
-        if (++micro_batches < args.gradient_accumulation_steps && b + 1 < batches_per_epoch) continue;
-        micro_batches = 0;
-
-        ClipGradientNorm(*model, args.max_grad_norm);
-        const double lr = args.learning_rate * schedule.Factor(state.global_step);
-        SetLearningRate(*optimizer, lr);
-        optimizer->step();
-        optimizer->zero_grad();
-        ++state.global_step;
-        if (state.batch_in_epoch >= batches_per_epoch) {
-          ++state.epoch;
-          state.batch_in_epoch = 0;
-        }
-
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_progress > std::chrono::seconds(1) || state.global_step == total_steps) {
-          last_progress = now;
-          const double seconds = std::chrono::duration<double>(now - started).count();
-          const double steps_per_second = (state.global_step - start_step) / std::max(seconds, 1e-9);
-          Emit(hooks, "progress",
-               {{"epoch", static_cast<double>(state.global_step) / updates_per_epoch},
-                {"step", state.global_step},
-                {"total_steps", total_steps},
-                {"loss", loss_value},
-                {"learning_rate", lr},
-                {"samples_per_second", samples_since_start / std::max(seconds, 1e-9)},
-                {"eta_seconds", (total_steps - state.global_step) / std::max(steps_per_second, 1e-9)}});
-        }
-        const bool epoch_ended = state.batch_in_epoch == 0;
-        if (!eval_features.empty() &&
-            ((args.eval_strategy == "steps" && state.global_step % args.eval_steps == 0) ||
-             (args.eval_strategy == "epoch" && epoch_ended))) {
-          BERTD_ASSIGN_OR_RETURN(stop_early, evaluate_and_track());
-        }
-        if (state.global_step % args.save_steps == 0) {
-          BERTD_RETURN_IF_ERROR(SaveCheckpoint(work, *model, *optimizer, state, args.save_total_limit));
-          Emit(hooks, "checkpoint", {{"step", state.global_step},
-                                     {"path", (work / absl::StrCat("checkpoint-", state.global_step)).string()}});
-        }
-        if (hooks.should_stop && hooks.should_stop()) {
-          BERTD_RETURN_IF_ERROR(SaveCheckpoint(work, *model, *optimizer, state, args.save_total_limit));
-          return absl::CancelledError(absl::StrCat("stopped at step ", state.global_step,
-                                                   "; checkpoint kept in ", work_dir));
-        }
-        if (stop_early) break;
-      }
-      if (state.batch_in_epoch >= batches_per_epoch) {
-        ++state.epoch;
-        state.batch_in_epoch = 0;
-      }
-    }
-
-    if (args.load_best_model_at_end && fs::exists(work / "best.safetensors", ec)) {
-      BERTD_ASSIGN_OR_RETURN(model::TensorMap best, model::ReadSafetensors((work / "best.safetensors").string()));
-      model::LoadReport report;
-      BERTD_RETURN_IF_ERROR(model::LoadStateDict(*model, best, false, &report));
-    }
-    TrainingResult result;
-    result.global_step = state.global_step;
-    result.train_loss = state.loss_count > 0 ? state.loss_sum / state.loss_count : 0;
     if (!eval_features.empty()) {
-      result.eval_metrics = Evaluate(*model, spec.task, eval_features, data.eval,
-                                     args.per_device_eval_batch_size, pad_id).metrics;
-      Emit(hooks, "eval", {{"step", state.global_step}, {"metrics", result.eval_metrics}, {"final", true}});
+      loop.evaluate = [&]() {
+        return Evaluate(*model, spec.task, eval_features, data.eval, args.per_device_eval_batch_size,
+                        pad_id, dp);
+      };
     }
+    loop.best_metric = args.metric_for_best_model.empty() ? MainMetric(spec.task) : args.metric_for_best_model;
+    loop.lower_is_better = loop.best_metric == "eval_loss";
+    BERTD_ASSIGN_OR_RETURN(LoopResult outcome, RunTrainingLoop(args, *model, work_dir, loop, hooks));
+
+    TrainingResult result;
+    result.global_step = outcome.state.global_step;
+    result.train_loss = outcome.state.loss_count > 0 ? outcome.state.loss_sum / outcome.state.loss_count : 0;
+    result.eval_metrics = outcome.eval_metrics;
+    if (dp != nullptr && dp->rank() != 0) return result;  // rank 0 writes the model
     model->eval();
     BERTD_RETURN_IF_ERROR(model::SaveModelDirectory(output_dir, *model, tokenizer));
     json summary = {{"spec", json::parse(spec.ToJson())},

@@ -13,6 +13,8 @@
 
 namespace bertd::training {
 
+class DataParallel;
+
 struct TrainingData {
   std::vector<data::Example> train;
   std::vector<data::Example> eval;  // may be empty (no evaluation)
@@ -29,6 +31,10 @@ struct TrainerHooks {
   // payload is a JSON object.
   std::function<void(const std::string& type, const std::string& payload_json)> emit;
   int intra_op_threads = 0;  // 0: leave LibTorch's setting alone
+  // After every optimizer step, on every rank: the step number and this rank's samples in it.
+  std::function<void(int64_t step, int64_t samples)> on_step;
+  // Set on every rank of a data-parallel job (see RunTrainingLoop); null for one process.
+  DataParallel* data_parallel = nullptr;
 };
 
 struct TrainingResult {
