@@ -11,6 +11,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -30,6 +31,7 @@
 #include "inference/bert_servable.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
+#include "jobs/distributed.h"
 #include "jobs/training_runner.h"
 #include "metrics/http_server.h"
 #include "metrics/process_collector.h"
@@ -78,6 +80,11 @@ ABSL_FLAG(int, max_queued_jobs, 1000,
           "Queued training jobs; beyond it SubmitJob fails with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, training_threads, 0,
           "LibTorch intra-op threads while training; 0 = leave the inference setting");
+ABSL_FLAG(std::string, worker_plan, "",
+          "Worker mode: run one rank of a data-parallel training job from this plan.json and exit "
+          "(no server). The rank comes from MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK and "
+          "LOCAL_RANK, as torchrun or a Kubernetes Indexed Job sets them; bertd starts its own "
+          "workers this way");
 
 namespace bertd {
 namespace {
@@ -139,6 +146,24 @@ ServerConfig ConfigFromFlags() {
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   config.training_threads = absl::GetFlag(FLAGS_training_threads);
   return config;
+}
+
+// This binary, to start data-parallel workers with.
+std::string SelfExecutable() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string() : self.string();
+}
+
+int RunWorkerMode(const std::string& plan_path) {
+  auto rendezvous = training::RendezvousFromEnvironment(
+      [](const char* name) -> const char* { return std::getenv(name); });
+  if (!rendezvous.ok()) {
+    std::fprintf(stderr, "bertd --worker_plan: %s\n", std::string(rendezvous.status().message()).c_str());
+    return 2;
+  }
+  at::set_num_interop_threads(1);
+  return jobs::RunWorker(plan_path, *rendezvous);
 }
 
 int Run(const ServerConfig& config) {
@@ -285,8 +310,10 @@ int Run(const ServerConfig& config) {
   api::InferenceServiceImpl inference_service(&registry, &server_metrics, config.limits);
   api::ModelServiceImpl model_service(&registry, &server_metrics);
 
-  jobs::TrainingRunner training_runner(
-      {&store, &registry, config.data_dir, config.training_threads});
+  jobs::TrainingRunner training_runner({&store, &registry, config.data_dir, config.training_threads,
+                                        SelfExecutable(),
+                                        config.training_threads > 0 ? config.training_threads
+                                                                    : UsableCpus()});
   std::vector<std::string> workers;
   for (int i = 0; i < config.cpu_workers; ++i) workers.push_back(absl::StrCat("cpu-", i));
   // Started once the repository is loaded: a requeued job needs its base model.
@@ -372,5 +399,8 @@ int main(int argc, char** argv) {
       "bertd serves and trains BERT models over gRPC.\n"
       "  bertd --data_dir=./var --listen=0.0.0.0:50051");
   absl::ParseCommandLine(argc, argv);
+  if (const std::string plan = absl::GetFlag(FLAGS_worker_plan); !plan.empty()) {
+    return bertd::RunWorkerMode(plan);
+  }
   return bertd::Run(bertd::ConfigFromFlags());
 }

@@ -113,8 +113,10 @@ absl::Status SetJobSetting(absl::string_view key, absl::string_view value, absl:
   if (group == "vocabulary") return SetField(where, field, value, "vocabulary setting", spec->mutable_vocabulary());
   if (group == "model_size") return SetField(where, field, value, "model size", spec->mutable_model_size());
   if (group == "pretraining") return SetField(where, field, value, "pretraining setting", spec->mutable_pretraining());
-  return absl::InvalidArgumentError(absl::StrCat(
-      where, ": unknown setting group '", group, "'; expected vocabulary., model_size. or pretraining."));
+  if (group == "distributed") return SetField(where, field, value, "distributed setting", spec->mutable_distributed());
+  return absl::InvalidArgumentError(absl::StrCat(where, ": unknown setting group '", group,
+                                                 "'; expected vocabulary., model_size., pretraining. "
+                                                 "or distributed."));
 }
 
 absl::Status ApplyJobSetting(absl::string_view assignment, v1::JobSpec* spec) {

@@ -108,7 +108,13 @@ json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
   BERTD_COPY_IF_SET(pretraining, pretraining, whole_word_masking);
   BERTD_COPY_IF_SET(pretraining, pretraining, short_seq_prob);
   BERTD_COPY_IF_SET(pretraining, pretraining, dupe_factor);
+  json distributed = json::object();
+  BERTD_COPY_IF_SET(distributed, distributed, world_size);
+  BERTD_COPY_IF_SET(distributed, distributed, timeout_seconds);
+  BERTD_COPY_IF_SET(distributed, distributed, restart_policy);
+  BERTD_COPY_IF_SET(distributed, distributed, max_restarts);
 #undef BERTD_COPY_IF_SET
+  root["distributed"] = distributed;
   root["vocabulary"] = vocabulary;
   root["model_size"] = size;
   root["pretraining"] = pretraining;
@@ -170,6 +176,11 @@ void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
     if (m.intermediate_size > 0) size->set_intermediate_size(m.intermediate_size);
     if (m.max_position_embeddings > 0) size->set_max_position_embeddings(m.max_position_embeddings);
   }
+  v1::DistributedOptions* d = out->mutable_distributed();
+  d->set_world_size(spec.distributed.world_size);
+  d->set_timeout_seconds(spec.distributed.timeout_seconds);
+  d->set_restart_policy(spec.distributed.restart_policy);
+  d->set_max_restarts(spec.distributed.max_restarts);
   if (pretraining) {
     const training::PretrainingOptions& o = spec.pretraining;
     v1::PretrainingOptions* p = out->mutable_pretraining();
@@ -206,6 +217,14 @@ void ProgressFromJson(const json& payload, v1::Progress* out) {
   out->set_eta_seconds(Number(payload, "eta_seconds"));
   if (payload.contains("mlm_loss")) out->set_mlm_loss(Number(payload, "mlm_loss"));
   if (payload.contains("nsp_loss")) out->set_nsp_loss(Number(payload, "nsp_loss"));
+  if (payload.contains("world_size")) {
+    out->set_world_size(static_cast<int32_t>(Integer(payload, "world_size")));
+    out->set_allreduce_seconds_per_step(Number(payload, "allreduce_seconds_per_step"));
+    auto ranks = payload.find("rank_samples_per_second");
+    if (ranks != payload.end() && ranks->is_array()) {
+      for (const json& value : *ranks) out->add_rank_samples_per_second(value.is_number() ? value.get<double>() : 0);
+    }
+  }
 }
 
 void MetricsFromJson(const json& payload, google::protobuf::Map<std::string, double>* out) {

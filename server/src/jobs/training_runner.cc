@@ -18,55 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-json ColumnToJson(const data::ColumnRef& column) {
-  if (!column.name.empty()) return {{"name", column.name}};
-  return {{"index", column.index}};
-}
-
-absl::StatusOr<std::optional<data::ColumnRef>> ColumnFromJson(const json& root, const char* key) {
-  auto it = root.find(key);
-  if (it == root.end() || it->is_null()) return std::nullopt;
-  data::ColumnRef column;
-  if (it->is_object() && it->contains("name") && (*it)["name"].is_string()) {
-    column.name = (*it)["name"].get<std::string>();
-  } else if (it->is_object() && it->contains("index") && (*it)["index"].is_number_integer()) {
-    column.index = (*it)["index"].get<int>();
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("dataset spec: bad column '", key, "'"));
-  }
-  return column;
-}
-
 }  // namespace
-
-std::string DatasetSpecToJson(const data::DatasetSpec& spec) {
-  json root = {{"format", std::string(data::DatasetFormatName(spec.format))},
-               {"has_header", spec.has_header},
-               {"allowed_labels", spec.allowed_labels}};
-  if (spec.text) root["text"] = ColumnToJson(*spec.text);
-  if (spec.text_pair) root["text_pair"] = ColumnToJson(*spec.text_pair);
-  if (spec.label) root["label"] = ColumnToJson(*spec.label);
-  return root.dump();
-}
-
-absl::StatusOr<data::DatasetSpec> DatasetSpecFromJson(absl::string_view json_text) {
-  json root = json::parse(json_text.begin(), json_text.end(), nullptr, false);
-  if (!root.is_object() || !root.contains("format") || !root["format"].is_string()) {
-    return absl::InvalidArgumentError("dataset spec: expected an object with a format");
-  }
-  data::DatasetSpec spec;
-  BERTD_ASSIGN_OR_RETURN(spec.format, data::ParseDatasetFormat(root["format"].get<std::string>()));
-  spec.has_header = root.value("has_header", false);
-  BERTD_ASSIGN_OR_RETURN(spec.text, ColumnFromJson(root, "text"));
-  BERTD_ASSIGN_OR_RETURN(spec.text_pair, ColumnFromJson(root, "text_pair"));
-  BERTD_ASSIGN_OR_RETURN(spec.label, ColumnFromJson(root, "label"));
-  if (root.contains("allowed_labels") && root["allowed_labels"].is_array()) {
-    for (const json& label : root["allowed_labels"]) {
-      if (label.is_string()) spec.allowed_labels.push_back(label.get<std::string>());
-    }
-  }
-  return spec;
-}
 
 std::string DatasetFilePath(const std::string& data_dir, const DatasetRecord& record) {
   const fs::path path(record.path);
@@ -110,26 +62,6 @@ absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::Train
   return absl::OkStatus();
 }
 
-void SplitForEval(std::vector<data::Example> examples, double fraction, uint64_t seed,
-                  std::vector<data::Example>* train, std::vector<data::Example>* eval) {
-  train->clear();
-  eval->clear();
-  const size_t n = examples.size();
-  const size_t eval_count =
-      std::min(n, static_cast<size_t>(std::llround(fraction * static_cast<double>(n))));
-  // Fisher-Yates with mt19937_64 directly: std::shuffle and the distributions differ between
-  // standard libraries, mt19937_64's output does not.
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(seed);
-  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-  std::vector<bool> is_eval(n, false);
-  for (size_t i = 0; i < eval_count; ++i) is_eval[order[i]] = true;
-  for (size_t i = 0; i < n; ++i) {
-    (is_eval[i] ? eval : train)->push_back(std::move(examples[i]));
-  }
-}
-
 int64_t NextModelVersion(const std::string& model_dir) {
   int64_t highest = 0;
   std::error_code ec;
@@ -150,37 +82,9 @@ JobRunner TrainingRunner::AsJobRunner() {
   };
 }
 
-absl::StatusOr<data::ParsedDataset> TrainingRunner::ParseStored(
-    const std::string& id_or_name, std::vector<std::string>* allowed_labels) {
+absl::StatusOr<DatasetFile> TrainingRunner::StoredDataset(const std::string& id_or_name) {
   BERTD_ASSIGN_OR_RETURN(DatasetRecord record, options_.store->GetDataset(id_or_name));
-  BERTD_ASSIGN_OR_RETURN(data::DatasetSpec spec, DatasetSpecFromJson(record.spec_json));
-  if (allowed_labels != nullptr) *allowed_labels = spec.allowed_labels;
-  return data::ParseDatasetFile(DatasetFilePath(options_.data_dir, record), spec);
-}
-
-absl::StatusOr<training::TrainingData> TrainingRunner::LoadData(
-    const training::TrainingJobSpec& spec, JobContext& context) {
-  training::TrainingData data;
-  std::vector<std::string> allowed_labels;
-  BERTD_ASSIGN_OR_RETURN(data::ParsedDataset train, ParseStored(spec.train_dataset, &allowed_labels));
-  if (!spec.eval_dataset.empty()) {
-    BERTD_ASSIGN_OR_RETURN(data::ParsedDataset eval, ParseStored(spec.eval_dataset, nullptr));
-    data.train = std::move(train.examples);
-    data.eval = std::move(eval.examples);
-  } else if (spec.eval_split > 0) {
-    SplitForEval(std::move(train.examples), spec.eval_split, static_cast<uint64_t>(spec.args.seed),
-                 &data.train, &data.eval);
-  } else {
-    data.train = std::move(train.examples);
-  }
-  // The upload's allowed labels fix the label ids; without them the trainer decides.
-  if (spec.task != training::TrainingTask::kSpanExtraction) data.labels = allowed_labels;
-  if (data.train.empty()) return absl::FailedPreconditionError("train_dataset: no training examples");
-  context.Emit("log", json({{"message", absl::StrCat("data: ", data.train.size(), " training and ",
-                                                      data.eval.size(), " evaluation examples")}})
-                          .dump())
-      .IgnoreError();
-  return data;
+  return DatasetFile{DatasetFilePath(options_.data_dir, record), record.spec_json};
 }
 
 std::string TrainingRunner::ReserveVersion(const std::string& model) {
@@ -234,7 +138,7 @@ absl::StatusOr<std::optional<text::BertTokenizer>> TrainingRunner::ResolveVocabu
 }
 
 absl::StatusOr<std::string> TrainingRunner::PrepareScratchBase(const training::TrainingJobSpec& spec,
-                                                               const training::TrainingData& data,
+                                                               const DatasetFile& train,
                                                                const std::string& work_dir,
                                                                JobContext& context) {
   const fs::path base_dir = fs::path(work_dir) / "scratch-base";
@@ -243,14 +147,21 @@ absl::StatusOr<std::string> TrainingRunner::PrepareScratchBase(const training::T
   BERTD_ASSIGN_OR_RETURN(std::optional<text::BertTokenizer> tokenizer, ResolveVocabulary(spec));
   if (!tokenizer) {
     // No vocabulary named: learn one from the training texts.
+    BERTD_ASSIGN_OR_RETURN(data::DatasetSpec train_spec, DatasetSpecFromJson(train.spec_json));
+    BERTD_ASSIGN_OR_RETURN(data::ParsedDataset parsed, data::ParseDatasetFile(train.path, train_spec));
     std::vector<std::string> texts;
-    for (const data::Example& example : data.train) {
+    for (const data::Example& example : parsed.examples) {
       texts.push_back(example.text);
       if (!example.text_pair.empty()) texts.push_back(example.text_pair);
     }
     BERTD_ASSIGN_OR_RETURN(tokenizer, training::LearnVocabulary(texts, spec.vocabulary));
   }
-  BERTD_RETURN_IF_ERROR(training::WriteScratchModel(base_dir.string(), spec, *tokenizer));
+  // Written aside and renamed: a crash never leaves a half-written base for the resumed run.
+  const fs::path temp_dir = fs::path(work_dir) / ".scratch-base.tmp";
+  fs::remove_all(temp_dir, ec);
+  BERTD_RETURN_IF_ERROR(training::WriteScratchModel(temp_dir.string(), spec, *tokenizer));
+  fs::rename(temp_dir, base_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", base_dir.string(), ": ", ec.message()));
   context.Emit("log", json({{"message", absl::StrCat("scratch base model (", spec.base_model, ", ",
                                                       tokenizer->vocab().size(), " tokens) in ",
                                                       base_dir.string())}})
@@ -259,46 +170,19 @@ absl::StatusOr<std::string> TrainingRunner::PrepareScratchBase(const training::T
   return base_dir.string();
 }
 
-absl::Status TrainingRunner::RunPretrainingJob(const JobRecord& job,
-                                               const training::TrainingJobSpec& spec,
-                                               JobContext& context, const std::string& work_dir,
-                                               const std::string& output_dir,
-                                               const training::TrainerHooks& hooks) {
-  training::PretrainingStart start;
-  if (spec.scratch()) {
-    BERTD_ASSIGN_OR_RETURN(start.tokenizer, ResolveVocabulary(spec));
-  } else {
-    absl::StatusOr<registry::ModelStatus> base = options_.registry->Get(spec.base_model);
-    if (!base.ok() || base->state != registry::ModelState::kReady) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("base_model: model '", spec.base_model, "' is not loaded"));
-    }
-    start.base_model_dir = base->path;
-  }
-  training::PretrainingData data;
-  BERTD_ASSIGN_OR_RETURN(data::ParsedDataset train, ParseStored(spec.train_dataset, nullptr));
-  std::vector<data::Example> train_docs, eval_docs;
-  if (!spec.eval_dataset.empty()) {
-    BERTD_ASSIGN_OR_RETURN(data::ParsedDataset eval, ParseStored(spec.eval_dataset, nullptr));
-    train_docs = std::move(train.examples);
-    eval_docs = std::move(eval.examples);
-  } else {
-    const double fraction = spec.eval_split > 0 ? spec.eval_split : kDefaultPretrainingEvalSplit;
-    SplitForEval(std::move(train.examples), fraction, static_cast<uint64_t>(spec.args.seed),
-                 &train_docs, &eval_docs);
-  }
-  for (data::Example& example : train_docs) data.train_documents.push_back(std::move(example.text));
-  for (data::Example& example : eval_docs) data.eval_documents.push_back(std::move(example.text));
-  if (data.train_documents.empty()) {
-    return absl::FailedPreconditionError("train_dataset: no training documents");
-  }
-  context.Emit("log", json({{"message", absl::StrCat("pretraining ", job.id, ": ",
-                                                      data.train_documents.size(), " training and ",
-                                                      data.eval_documents.size(),
-                                                      " held-out documents into ", output_dir)}})
-                          .dump())
-      .IgnoreError();
-  return training::RunPretraining(spec, start, data, work_dir, output_dir, hooks).status();
+absl::Status TrainingRunner::PrepareNamedVocabulary(const training::TrainingJobSpec& spec,
+                                                    const std::string& work_dir) {
+  const fs::path vocab_dir = fs::path(work_dir) / "vocab";
+  std::error_code ec;
+  if (fs::exists(vocab_dir / "vocab.txt", ec)) return absl::OkStatus();
+  BERTD_ASSIGN_OR_RETURN(std::optional<text::BertTokenizer> tokenizer, ResolveVocabulary(spec));
+  if (!tokenizer) return absl::OkStatus();  // the run learns one
+  const fs::path temp_dir = fs::path(work_dir) / ".vocab.tmp";
+  fs::remove_all(temp_dir, ec);
+  BERTD_RETURN_IF_ERROR(tokenizer->SaveToDirectory(temp_dir.string()));
+  fs::rename(temp_dir, vocab_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", vocab_dir.string(), ": ", ec.message()));
+  return absl::OkStatus();
 }
 
 absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker,
@@ -306,51 +190,65 @@ absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker
   BERTD_ASSIGN_OR_RETURN(training::TrainingJobSpec spec,
                          training::TrainingJobSpec::FromJson(job.spec_json));
   const bool pretraining = spec.task == training::TrainingTask::kPretraining;
+  TrainingPlan plan;
+  plan.job_id = job.id;
+  plan.spec_json = job.spec_json;
+  plan.intra_op_threads = options_.intra_op_threads;
   // The base model must still be loaded: its directory is what the registry loaded it from.
-  std::string base_path;
-  if (!spec.scratch() && !pretraining) {
+  if (!spec.scratch()) {
     absl::StatusOr<registry::ModelStatus> base = options_.registry->Get(spec.base_model);
     if (!base.ok() || base->state != registry::ModelState::kReady) {
       return absl::FailedPreconditionError(
           absl::StrCat("base_model: model '", spec.base_model, "' is not loaded"));
     }
-    base_path = base->path;
+    plan.base_model_dir = base->path;
   }
-  training::TrainingData data;
-  if (!pretraining) {
-    BERTD_ASSIGN_OR_RETURN(data, LoadData(spec, context));
+  BERTD_ASSIGN_OR_RETURN(plan.train, StoredDataset(spec.train_dataset));
+  if (!spec.eval_dataset.empty()) {
+    BERTD_ASSIGN_OR_RETURN(plan.eval, StoredDataset(spec.eval_dataset));
   }
 
-  const fs::path work_dir = fs::path(options_.data_dir) / "jobs" / job.id / "work";
+  const fs::path job_dir = fs::path(options_.data_dir) / "jobs" / job.id;
+  const fs::path work_dir = job_dir / "work";
   std::error_code ec;
   fs::create_directories(work_dir, ec);
   if (ec) {
     return absl::InternalError(absl::StrCat("cannot create ", work_dir.string(), ": ", ec.message()));
   }
-  if (spec.scratch() && !pretraining) {
-    BERTD_ASSIGN_OR_RETURN(base_path, PrepareScratchBase(spec, data, work_dir.string(), context));
+  plan.work_dir = work_dir.string();
+  if (spec.scratch() && pretraining) {
+    BERTD_RETURN_IF_ERROR(PrepareNamedVocabulary(spec, plan.work_dir));
+  } else if (spec.scratch()) {
+    BERTD_ASSIGN_OR_RETURN(plan.base_model_dir,
+                           PrepareScratchBase(spec, plan.train, plan.work_dir, context));
   }
   const std::string version = ReserveVersion(spec.output_model);
   const fs::path output_dir = fs::path(options_.registry->repository_root()) / spec.output_model / version;
+  plan.output_dir = output_dir.string();
 
-  training::TrainerHooks hooks;
-  hooks.should_stop = [&context] { return context.cancelled(); };
-  hooks.emit = [&context](const std::string& type, const std::string& payload_json) {
-    // A lost progress event must not stop training; the next one supersedes it.
-    context.Emit(type, payload_json).IgnoreError();
-  };
-  hooks.intra_op_threads = options_.intra_op_threads;
   absl::Status status;
-  if (pretraining) {
-    status = RunPretrainingJob(job, spec, context, work_dir.string(), output_dir.string(), hooks);
-  } else {
-    context.Emit("log", json({{"message", absl::StrCat("training ", job.id, " on ", worker, " from ",
-                                                        base_path, " into ", output_dir.string())}})
+  if (spec.distributed.world_size > 1) {
+    context.Emit("log", json({{"message", absl::StrCat("running ", job.id, " as ",
+                                                        spec.distributed.world_size,
+                                                        " data-parallel worker processes")}})
                             .dump())
         .IgnoreError();
-    status = training::RunFineTuning(spec, base_path, data, work_dir.string(), output_dir.string(),
-                                     hooks)
-                 .status();
+    LaunchOptions launch;
+    launch.executable = options_.worker_executable;
+    launch.plan = plan;
+    launch.job_dir = job_dir.string();
+    launch.distributed = spec.distributed;
+    launch.threads_per_rank = std::max(1, options_.training_cpus / spec.distributed.world_size);
+    status = RunDataParallel(launch, context);
+  } else {
+    training::TrainerHooks hooks;
+    hooks.should_stop = [&context] { return context.cancelled(); };
+    hooks.emit = [&context](const std::string& type, const std::string& payload_json) {
+      // A lost progress event must not stop training; the next one supersedes it.
+      context.Emit(type, payload_json).IgnoreError();
+    };
+    hooks.intra_op_threads = options_.intra_op_threads;
+    status = ExecutePlan(plan, hooks);
   }
   ReleaseVersion(spec.output_model, version);
   if (!status.ok()) return status;

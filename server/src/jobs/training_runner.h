@@ -13,6 +13,8 @@
 #include "data/dataset.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
+#include "jobs/distributed.h"
+#include "jobs/training_plan.h"
 #include "registry/model_registry.h"
 #include "training/job_spec.h"
 #include "training/pretrainer.h"
@@ -22,11 +24,6 @@ namespace bertd::jobs {
 
 // --- Stored datasets ----------------------------------------------------------------------------
 // Shared by the dataset upload (which stores them) and the runner (which parses the file again).
-
-// DatasetRecord::spec_json: format, has_header, text/text_pair/label as {"name": ...} or
-// {"index": ...}, allowed_labels. max_bytes is not stored (it limits uploads, not stored files).
-std::string DatasetSpecToJson(const data::DatasetSpec& spec);
-absl::StatusOr<data::DatasetSpec> DatasetSpecFromJson(absl::string_view json_text);
 
 // Where a dataset's file is: records hold paths relative to the data directory, so the
 // directory can move.
@@ -38,16 +35,6 @@ std::string DatasetFilePath(const std::string& data_dir, const DatasetRecord& re
 absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::TrainingTask task,
                                   absl::string_view field);
 
-// Splits `examples` into (train, eval): a seeded shuffle picks round(fraction * n) examples for
-// eval, both parts keep file order. Same seed and data -> same split on every machine and run,
-// so a resumed job trains on exactly the examples it started with.
-void SplitForEval(std::vector<data::Example> examples, double fraction, uint64_t seed,
-                  std::vector<data::Example>* train, std::vector<data::Example>* eval);
-
-// The held-out share of a pretraining corpus when the job names neither eval_dataset nor
-// eval_split.
-inline constexpr double kDefaultPretrainingEvalSplit = 0.05;
-
 // 1 + the highest integer version directory under `model_dir`; 1 when there is none.
 int64_t NextModelVersion(const std::string& model_dir);
 
@@ -58,10 +45,14 @@ struct TrainingRunnerOptions {
   registry::ModelRegistry* registry = nullptr;
   std::string data_dir;       // jobs' work directories go under <data_dir>/jobs/<id>/
   int intra_op_threads = 0;   // for training; 0: leave LibTorch's setting
+  // Data-parallel jobs: the binary started once per rank (bertd itself, in worker mode), and
+  // the CPUs their ranks share (each rank gets training_cpus / world_size intra-op threads).
+  std::string worker_executable;
+  int training_cpus = 1;
 };
 
-// Turns a stored job into one training::RunFineTuning call and serves the result:
-// datasets are parsed again from their stored files, the model is written to
+// Turns a stored job into a TrainingPlan and serves the result: the plan runs in this process
+// (world_size 1) or as data-parallel worker processes (RunDataParallel); the model is written to
 // <repository>/<output_model>/<next version>/ and loaded into the registry. A CANCELLED status
 // during a shutdown leaves the work directory (with its checkpoints) for the resumed run.
 class TrainingRunner {
@@ -73,13 +64,6 @@ class TrainingRunner {
   JobRunner AsJobRunner();
 
  private:
-  absl::StatusOr<training::TrainingData> LoadData(const training::TrainingJobSpec& spec,
-                                                  JobContext& context);
-  // Task pretraining: documents of the text datasets, and the starting point.
-  absl::Status RunPretrainingJob(const JobRecord& job, const training::TrainingJobSpec& spec,
-                                 JobContext& context, const std::string& work_dir,
-                                 const std::string& output_dir,
-                                 const training::TrainerHooks& hooks);
   // The vocabulary named by spec.vocabulary.source ("model:..." or "dataset:..."); nullopt when
   // the source is empty (the caller learns one).
   absl::StatusOr<std::optional<text::BertTokenizer>> ResolveVocabulary(
@@ -87,10 +71,13 @@ class TrainingRunner {
   // base_model scratch for fine-tuning: a random BertForPreTraining model directory in the work
   // directory (made once, so a resumed job starts from the same weights); returns its path.
   absl::StatusOr<std::string> PrepareScratchBase(const training::TrainingJobSpec& spec,
-                                                 const training::TrainingData& data,
+                                                 const DatasetFile& train,
                                                  const std::string& work_dir, JobContext& context);
-  absl::StatusOr<data::ParsedDataset> ParseStored(const std::string& id_or_name,
-                                                  std::vector<std::string>* allowed_labels);
+  // Pretraining from scratch with spec.vocabulary.source: that vocabulary in work_dir/vocab/,
+  // where RunPretraining (in this process or a worker) finds it.
+  absl::Status PrepareNamedVocabulary(const training::TrainingJobSpec& spec,
+                                      const std::string& work_dir);
+  absl::StatusOr<DatasetFile> StoredDataset(const std::string& id_or_name);
   // Picks and reserves the output version so that two jobs writing the same model at once
   // cannot pick the same directory.
   std::string ReserveVersion(const std::string& model);

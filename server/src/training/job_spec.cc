@@ -172,6 +172,16 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
   BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "whole_word_masking", &o.whole_word_masking));
   BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "short_seq_prob", &o.short_seq_prob));
   BERTD_RETURN_IF_ERROR(Read(pre, "pretraining.", "dupe_factor", &o.dupe_factor));
+
+  BERTD_ASSIGN_OR_RETURN(json dist, Section(root, "distributed"));
+  BERTD_RETURN_IF_ERROR(CheckKnownKeys(
+      dist, "distributed.", {"world_size", "timeout_seconds", "restart_policy", "max_restarts"},
+      "setting"));
+  DistributedOptions& d = spec.distributed;
+  BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "world_size", &d.world_size));
+  BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "timeout_seconds", &d.timeout_seconds));
+  BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "restart_policy", &d.restart_policy));
+  BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "max_restarts", &d.max_restarts));
   BERTD_RETURN_IF_ERROR(spec.Validate());
   return spec;
 }
@@ -227,6 +237,10 @@ std::string TrainingJobSpec::ToJson() const {
                          {"whole_word_masking", pretraining.whole_word_masking},
                          {"short_seq_prob", pretraining.short_seq_prob},
                          {"dupe_factor", pretraining.dupe_factor}};
+  root["distributed"] = {{"world_size", distributed.world_size},
+                         {"timeout_seconds", distributed.timeout_seconds},
+                         {"restart_policy", distributed.restart_policy},
+                         {"max_restarts", distributed.max_restarts}};
   return root.dump();
 }
 
@@ -300,6 +314,14 @@ absl::Status TrainingJobSpec::ValidateNewModelOptions() const {
   BERTD_RETURN_IF_ERROR(Check(o.masked_lm_prob > 0 && o.masked_lm_prob < 1, "pretraining.masked_lm_prob", "in (0, 1)", o.masked_lm_prob));
   BERTD_RETURN_IF_ERROR(Check(o.short_seq_prob >= 0 && o.short_seq_prob <= 1, "pretraining.short_seq_prob", "in [0, 1]", o.short_seq_prob));
   BERTD_RETURN_IF_ERROR(Check(o.dupe_factor >= 1 && o.dupe_factor <= 100, "pretraining.dupe_factor", "in [1, 100]", o.dupe_factor));
+  const DistributedOptions& d = distributed;
+  BERTD_RETURN_IF_ERROR(Check(d.world_size >= 1 && d.world_size <= 1024, "distributed.world_size", "in [1, 1024]", d.world_size));
+  BERTD_RETURN_IF_ERROR(Check(d.timeout_seconds >= 1 && d.timeout_seconds <= 86400, "distributed.timeout_seconds", "in [1, 86400]", static_cast<double>(d.timeout_seconds)));
+  if (d.restart_policy != "never" && d.restart_policy != "on_failure") {
+    return absl::InvalidArgumentError(absl::StrCat("distributed.restart_policy: '", d.restart_policy,
+                                                   "' is not one of never, on_failure"));
+  }
+  BERTD_RETURN_IF_ERROR(Check(d.max_restarts >= 0 && d.max_restarts <= 100, "distributed.max_restarts", "in [0, 100]", d.max_restarts));
   return absl::OkStatus();
 }
 

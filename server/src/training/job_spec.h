@@ -71,6 +71,18 @@ struct PretrainingOptions {
   int dupe_factor = 1;
 };
 
+// Data-parallel training across processes (c10d: Gloo on CPU).
+struct DistributedOptions {
+  int world_size = 1;  // processes, each with its share of every batch; 1 = in the server
+  // A rank that sends nothing (no heartbeat, or a collective that does not complete) for this
+  // long fails the attempt; never a silent hang.
+  int64_t timeout_seconds = 300;
+  // What a failed attempt (a rank died or timed out) does: "never" fails the job, "on_failure"
+  // restarts every rank from rank 0's last checkpoint, up to max_restarts times.
+  std::string restart_policy = "never";
+  int max_restarts = 3;
+};
+
 // A training job as submitted: what to train, on what, into which model name.
 struct TrainingJobSpec {
   std::string name;
@@ -85,6 +97,7 @@ struct TrainingJobSpec {
   VocabularyOptions vocabulary;
   model::ModelSize model_size;  // scratch base models only
   PretrainingOptions pretraining;
+  DistributedOptions distributed;
 
   // True for base_model "scratch" / "scratch:PRESET" (random initialization).
   bool scratch() const { return model::ParseScratchBaseModel(base_model).has_value(); }
