@@ -170,7 +170,8 @@ class Traffic:
 
 def generate_traffic(shared):
     """Inference traffic before, during and after a fine-tuning job of 150 steps on 24 SST-2
-    rows (evaluation and a checkpoint every 50 steps); returns the counts sent."""
+    rows (evaluation and a checkpoint every 50 steps), run by two data-parallel worker processes
+    so that the data-parallel series exist too; returns the counts sent."""
     with open(os.path.join(shared, "data", "glue", "SST-2", "dev.tsv")) as f:
         lines = f.read().split("\n")
     train = os.path.join(Env.tmp, "sst2-slice.tsv")
@@ -183,7 +184,8 @@ def generate_traffic(shared):
                       "--set", f"max_steps={JOB_STEPS}", "--set", "per_device_train_batch_size=8",
                       "--set", "learning_rate=5e-4", "--set", "warmup_steps=20",
                       "--set", "save_steps=50", "--set", "eval_strategy=steps",
-                      "--set", "eval_steps=50", "--follow", timeout=600)
+                      "--set", "eval_steps=50", "--set", "distributed.world_size=2",
+                      "--follow", timeout=600)
         assert job.returncode == 0, job.stdout + job.stderr
     with Traffic("sst2") as after:
         time.sleep(5)
@@ -305,9 +307,14 @@ class PrometheusScrapesBertd(unittest.TestCase):
         # The loss was sampled more than once while the job ran (progress at most every second).
         samples = prom_query(f'count_over_time(bertd_job_loss{{job="bertd"}}{window})')["data"]["result"]
         self.assertGreater(float(samples[0]["value"][1]), 3)
-        for name in ("bertd_job_learning_rate", "bertd_job_samples_per_second"):
+        for name in ("bertd_job_learning_rate", "bertd_job_samples_per_second",
+                     "bertd_job_allreduce_seconds_per_step"):
             result = prom_query(f'last_over_time({name}{{job="bertd"}}{window})')["data"]["result"]
             self.assertEqual(len(result), 1, name)
+        world = prom_query(f'last_over_time(bertd_job_world_size{{job="bertd"}}{window})')["data"]["result"]
+        self.assertEqual(float(world[0]["value"][1]), 2)
+        ranks = prom_query(f'last_over_time(bertd_job_rank_samples_per_second{{job="bertd"}}{window})')
+        self.assertEqual(sorted(r["metric"]["rank"] for r in ranks["data"]["result"]), ["0", "1"])
         accuracy = prom_query(
             f'last_over_time(bertd_job_eval_metric{{job="bertd",metric="accuracy"}}{window})')["data"]["result"]
         self.assertEqual(len(accuracy), 1, accuracy)

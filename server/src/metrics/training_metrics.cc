@@ -150,6 +150,16 @@ void TrainingMetrics::OnJobEvent(absl::string_view job_id, absl::string_view typ
     Number(payload, "total_steps", &series.total_steps);
     Number(payload, "epoch", &series.epoch);
     Number(payload, "eta_seconds", &series.eta_seconds);
+    if (Number(payload, "world_size", &series.world_size)) {
+      Number(payload, "allreduce_seconds_per_step", &series.allreduce_seconds_per_step);
+      auto ranks = payload.find("rank_samples_per_second");
+      if (ranks != payload.end() && ranks->is_array()) {
+        series.rank_samples_per_second.clear();
+        for (const auto& value : *ranks) {
+          series.rank_samples_per_second.push_back(value.is_number() ? value.get<double>() : 0.0);
+        }
+      }
+    }
   } else if (type == "eval") {
     auto metrics = payload.find("metrics");
     if (metrics == payload.end() || !metrics->is_object()) return;
@@ -221,6 +231,15 @@ std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
                      MetricType::Gauge);
   auto last_checkpoint = Family("bertd_job_last_checkpoint_timestamp_seconds",
                                 "Unix time of the job's latest checkpoint.", MetricType::Gauge);
+  auto world_size = Family("bertd_job_world_size",
+                           "Data-parallel worker processes of the job (only jobs with more than one).",
+                           MetricType::Gauge);
+  auto allreduce = Family("bertd_job_allreduce_seconds_per_step",
+                          "Seconds per optimizer step in gradient all-reduce, summed over buckets "
+                          "(it overlaps the backward pass).",
+                          MetricType::Gauge);
+  auto rank_sps = Family("bertd_job_rank_samples_per_second",
+                         "Training examples per second of one data-parallel rank.", MetricType::Gauge);
   for (const auto& [id, series] : jobs_) {
     AddGauge(running, {{"job_id", id}}, series.running ? 1 : 0);
     AddGauge(info, {{"job_id", id}, {"worker", series.worker}}, 1);
@@ -239,12 +258,20 @@ std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
     if (series.last_checkpoint_unix > 0) {
       AddGauge(last_checkpoint, {{"job_id", id}}, series.last_checkpoint_unix);
     }
+    if (series.world_size > 1) {
+      AddGauge(world_size, {{"job_id", id}}, series.world_size);
+      AddGauge(allreduce, {{"job_id", id}}, series.allreduce_seconds_per_step);
+      for (size_t r = 0; r < series.rank_samples_per_second.size(); ++r) {
+        AddGauge(rank_sps, {{"job_id", id}, {"rank", std::to_string(r)}}, series.rank_samples_per_second[r]);
+      }
+    }
   }
   // Families without series are still listed (HELP and TYPE only), so every name is visible.
   return {std::move(jobs), std::move(finished), std::move(workers), std::move(checkpoints),
           std::move(checkpoint_duration), std::move(running), std::move(info), std::move(loss),
           std::move(lr), std::move(sps), std::move(step), std::move(total), std::move(epoch),
-          std::move(eta), std::move(eval), std::move(last_checkpoint)};
+          std::move(eta), std::move(eval), std::move(last_checkpoint), std::move(world_size),
+          std::move(allreduce), std::move(rank_sps)};
 }
 
 }  // namespace bertd::metrics

@@ -60,6 +60,9 @@ class TrainingMetrics : public prometheus::Collectable {
            epoch = 0, eta_seconds = 0;
     std::map<std::string, double> eval_metrics;
     double last_checkpoint_unix = 0;  // 0: none yet
+    // Data-parallel jobs (world_size > 1 in their progress events).
+    double world_size = 0, allreduce_seconds_per_step = 0;
+    std::vector<double> rank_samples_per_second;
   };
 
   void OnState(const std::string& job_id, const std::string& state, const std::string& worker)

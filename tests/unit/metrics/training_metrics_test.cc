@@ -46,7 +46,9 @@ TEST_F(TrainingMetricsTest, EveryFamilyIsListedBeforeAnyJob) {
        {"bertd_jobs", "bertd_training_workers", "bertd_job_running", "bertd_job_info",
         "bertd_job_loss", "bertd_job_learning_rate", "bertd_job_samples_per_second",
         "bertd_job_step", "bertd_job_total_steps", "bertd_job_epoch", "bertd_job_eta_seconds",
-        "bertd_job_eval_metric", "bertd_job_last_checkpoint_timestamp_seconds"}) {
+        "bertd_job_eval_metric", "bertd_job_last_checkpoint_timestamp_seconds",
+        "bertd_job_world_size", "bertd_job_allreduce_seconds_per_step",
+        "bertd_job_rank_samples_per_second"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat("# TYPE ", gauge, " gauge\n")));
   }
   EXPECT_THAT(text, HasSubstr("# TYPE bertd_jobs_finished_total counter\n"));
@@ -115,6 +117,24 @@ TEST_F(TrainingMetricsTest, ProgressEvalAndCheckpointOfARunningJob) {
   EXPECT_THAT(text, HasSubstr("bertd_checkpoint_duration_seconds_count 1\n"));
   EXPECT_THAT(text, HasSubstr("bertd_checkpoint_duration_seconds_bucket{le=\"0.2\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("bertd_checkpoint_duration_seconds_bucket{le=\"0.4\"} 1\n"));
+}
+
+TEST_F(TrainingMetricsTest, DataParallelJobsReportWorldSizeAllReduceTimeAndEachRank) {
+  State("job-d", "QUEUED");
+  State("job-d", "RUNNING", "cpu-0");
+  metrics_.OnJobEvent("job-d", "progress", R"({"step":1,"loss":0.7})");
+  std::string text = Scrape();
+  // One process: no data-parallel series.
+  EXPECT_THAT(text, Not(HasSubstr("bertd_job_world_size{")));
+  EXPECT_THAT(text, Not(HasSubstr("bertd_job_rank_samples_per_second{")));
+  metrics_.OnJobEvent("job-d", "progress",
+                      R"({"step":2,"loss":0.6,"world_size":2,"allreduce_seconds_per_step":0.0125,)"
+                      R"("rank_samples_per_second":[40.5,39]})");
+  text = Scrape();
+  EXPECT_THAT(text, HasSubstr("bertd_job_world_size{job_id=\"job-d\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("bertd_job_allreduce_seconds_per_step{job_id=\"job-d\"} 0.0125\n"));
+  EXPECT_THAT(text, HasSubstr("bertd_job_rank_samples_per_second{job_id=\"job-d\",rank=\"0\"} 40.5\n"));
+  EXPECT_THAT(text, HasSubstr("bertd_job_rank_samples_per_second{job_id=\"job-d\",rank=\"1\"} 39\n"));
 }
 
 TEST_F(TrainingMetricsTest, PerJobSeriesExpireAfterTheRetention) {
