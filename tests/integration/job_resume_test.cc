@@ -1,13 +1,10 @@
 // A training job survives SIGKILL of the whole server: after a restart it resumes from its last
 // checkpoint and ends with the same weights as an uninterrupted run with the same seed.
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
-#include "bertd/v1/datasets.grpc.pb.h"
-#include "bertd/v1/jobs.grpc.pb.h"
 #include "bertd_process.h"
 #include "gtest/gtest.h"
+#include "job_client.h"
 #include "model/io/safetensors.h"
 #include "test_util.h"
 
@@ -18,50 +15,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
-grpc::Status UploadSst2Sample(const std::shared_ptr<grpc::Channel>& channel, int rows) {
-  std::ifstream in(SharedPath("data/glue/SST-2/dev.tsv"));
-  std::stringstream sample;
-  std::string line;
-  for (int i = 0; i <= rows && std::getline(in, line); ++i) sample << line << "\n";
-  auto stub = v1::DatasetService::NewStub(channel);
-  grpc::ClientContext context;
-  v1::Dataset dataset;
-  auto writer = stub->UploadDataset(&context, &dataset);
-  v1::UploadDatasetRequest request;
-  auto* metadata = request.mutable_metadata();
-  metadata->set_name("sst2-sample");
-  metadata->set_format("tsv");
-  metadata->set_has_header(true);
-  metadata->mutable_text()->set_name("sentence");
-  metadata->mutable_label()->set_name("label");
-  writer->Write(request);
-  v1::UploadDatasetRequest chunk;
-  chunk.set_chunk(sample.str());
-  writer->Write(chunk);
-  writer->WritesDone();
-  return writer->Finish();
-}
-
-v1::Job Submit(const std::shared_ptr<grpc::Channel>& channel, const std::string& output) {
-  auto stub = v1::JobService::NewStub(channel);
-  v1::SubmitJobRequest request;
-  v1::JobSpec* spec = request.mutable_spec();
-  spec->set_task(v1::TRAINING_TASK_SEQUENCE_CLASSIFICATION);
-  spec->set_base_model("classifier");
-  spec->set_train_dataset("sst2-sample");
-  spec->set_output_model(output);
-  auto* hp = spec->mutable_hyperparameters();
+v1::JobSpec ResumableSpec(const std::string& output) {
+  v1::JobSpec spec;
+  spec.set_task(v1::TRAINING_TASK_SEQUENCE_CLASSIFICATION);
+  spec.set_base_model("classifier");
+  spec.set_train_dataset("sst2-sample");
+  spec.set_output_model(output);
+  auto* hp = spec.mutable_hyperparameters();
   hp->set_max_steps(300);
   hp->set_per_device_train_batch_size(8);
   hp->set_learning_rate(1e-3);
   hp->set_save_steps(20);
   hp->set_max_seq_length(32);
   hp->set_seed(7);
-  v1::Job job;
-  grpc::ClientContext context;
-  grpc::Status status = stub->SubmitJob(&context, request, &job);
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  return job;
+  return spec;
 }
 
 // Follows the job's events; returns the final state, or UNSPECIFIED if `stop_at_checkpoint` and a
@@ -69,26 +36,12 @@ v1::Job Submit(const std::shared_ptr<grpc::Channel>& channel, const std::string&
 v1::JobState Follow(const std::shared_ptr<grpc::Channel>& channel, const std::string& job_id,
                     bool stop_at_checkpoint, std::string* result_model,
                     std::vector<std::string>* logs = nullptr) {
-  auto stub = v1::JobService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
-  v1::WatchJobRequest request;
-  request.set_job_id(job_id);
-  auto reader = stub->WatchJob(&context, request);
-  v1::JobEvent event;
-  v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
-  while (reader->Read(&event)) {
-    if (event.has_checkpoint() && stop_at_checkpoint && event.checkpoint().step() >= 20) {
-      context.TryCancel();
-      return v1::JOB_STATE_UNSPECIFIED;
-    }
+  return WatchJob(channel, job_id, [&](const v1::JobEvent& event) {
+    if (event.has_checkpoint() && stop_at_checkpoint && event.checkpoint().step() >= 20) return false;
     if (event.has_log() && logs) logs->push_back(event.log().line());
-    if (event.has_state()) {
-      last = event.state().state();
-      if (result_model) *result_model = event.state().result_model();
-    }
-  }
-  return last;
+    if (event.has_state() && result_model) *result_model = event.state().result_model();
+    return true;
+  });
 }
 
 TEST(JobResumeTest, SigkillMidJobThenRestartResumesToTheSameWeights) {
@@ -100,9 +53,9 @@ TEST(JobResumeTest, SigkillMidJobThenRestartResumesToTheSameWeights) {
   {
     BertdProcess server(data_dir);
     ASSERT_TRUE(server.WaitUntilServing()) << server.log();
-    grpc::Status uploaded = UploadSst2Sample(server.channel(), 64);
+    grpc::Status uploaded = UploadSst2Tsv(server.channel(), "sst2-sample", Sst2DevRows(64));
     ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
-    v1::Job job = Submit(server.channel(), "interrupted");
+    v1::Job job = SubmitJob(server.channel(), ResumableSpec("interrupted"));
     ASSERT_FALSE(job.id().empty());
     ASSERT_EQ(Follow(server.channel(), job.id(), /*stop_at_checkpoint=*/true, nullptr),
               v1::JOB_STATE_UNSPECIFIED) << "job ended before its first checkpoint";
@@ -120,7 +73,7 @@ TEST(JobResumeTest, SigkillMidJobThenRestartResumesToTheSameWeights) {
     }
     EXPECT_TRUE(resumed) << "no 'resumed from checkpoint' log line after the restart";
 
-    v1::Job reference_job = Submit(restarted.channel(), "uninterrupted");
+    v1::Job reference_job = SubmitJob(restarted.channel(), ResumableSpec("uninterrupted"));
     std::string reference_model;
     ASSERT_EQ(Follow(restarted.channel(), reference_job.id(), false, &reference_model),
               v1::JOB_STATE_SUCCEEDED);
