@@ -4,7 +4,11 @@
 // (or restarts it, by policy) and leaves the server healthy; a killed server takes its workers
 // with it and resumes the job after a restart.
 #include <signal.h>
+#include <spawn.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
 
 #include <chrono>
 #include <filesystem>
@@ -46,6 +50,35 @@ std::map<int, pid_t> WorkerProcesses(const std::string& data_dir) {
     }
   }
   return workers;
+}
+
+// Starts `bertd --worker_plan=PLAN` as a launcher other than bertd would (torchrun, a Kubernetes
+// Indexed Job): only the plan and the rendezvous variables.
+pid_t StartExternalWorker(const std::string& plan, int rank, int world_size, int port) {
+  std::vector<std::string> args = {BERTD_BINARY, "--worker_plan=" + plan};
+  std::vector<std::string> env = {"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port),
+                                  "WORLD_SIZE=" + std::to_string(world_size),
+                                  "RANK=" + std::to_string(rank), "PATH=/usr/bin:/bin"};
+  std::vector<char*> argv, envp;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string log = fs::path(plan).parent_path().string() + "/external-" + std::to_string(rank) + ".log";
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+int ExitCode(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 bool WaitForNoWorkers(const std::string& data_dir, std::chrono::seconds timeout) {
@@ -289,6 +322,67 @@ TEST_F(DistributedJobsTest, KilledServerTakesItsWorkersAndResumesTheJobAfterARes
   spec.set_output_model("uninterrupted");
   ASSERT_EQ(RunToEnd(spec).state(), v1::JOB_STATE_SUCCEEDED);
   ExpectSameWeights("interrupted", "uninterrupted");
+}
+
+TEST_F(DistributedJobsTest, ExternalLauncherWaitsForWorkersStartedElsewhereAndServesTheirModel) {
+  v1::JobSpec spec = Spec("external", 2, 8, 1);
+  spec.mutable_distributed()->set_launcher("external");
+  v1::Job job = SubmitJob(server_->channel(), spec);
+  // The server writes the plan and says how to start the workers; it starts none itself.
+  std::string plan;
+  WatchJob(server_->channel(), job.id(), [&](const v1::JobEvent& event) {
+    const std::string& line = event.log().line();
+    const size_t at = line.find("--worker_plan=");
+    if (at == std::string::npos) return true;
+    plan = line.substr(at + 14, line.find(' ', at) - at - 14);
+    return false;
+  });
+  ASSERT_FALSE(plan.empty());
+  ASSERT_TRUE(fs::exists(plan)) << plan;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(WorkerProcesses(data_dir_).empty()) << "the external launcher started workers itself";
+  EXPECT_EQ(GetJob(server_->channel(), job.id()).state(), v1::JOB_STATE_RUNNING);
+
+  const int port = PickFreePort();
+  const pid_t rank0 = StartExternalWorker(plan, 0, 2, port);
+  const pid_t rank1 = StartExternalWorker(plan, 1, 2, port);
+  int64_t last_step = 0;
+  const v1::JobState state = WatchJob(server_->channel(), job.id(), [&](const v1::JobEvent& event) {
+    if (event.has_progress()) last_step = event.progress().step();
+    return true;
+  });
+  EXPECT_EQ(ExitCode(rank0), 0);
+  EXPECT_EQ(ExitCode(rank1), 0);
+  ASSERT_EQ(state, v1::JOB_STATE_SUCCEEDED) << GetJob(server_->channel(), job.id()).error();
+  EXPECT_EQ(last_step, 6);  // rank 0's progress reached the job through its channel file
+  // Same weights as the server's own workers would have produced.
+  ASSERT_EQ(RunToEnd(Spec("local", 2, 8, 1)).state(), v1::JOB_STATE_SUCCEEDED);
+  ExpectSameWeights("external", "local");
+}
+
+TEST_F(DistributedJobsTest, CancellingAnExternalJobStopsItsWorkersThroughTheStopFile) {
+  v1::JobSpec spec = Spec("external-cancelled", 2, 8, 1);
+  spec.mutable_hyperparameters()->set_max_steps(100000);
+  spec.mutable_distributed()->set_launcher("external");
+  v1::Job job = SubmitJob(server_->channel(), spec);
+  const std::string plan = data_dir_ + "/jobs/" + job.id() + "/plan.json";
+  for (auto until = Clock::now() + std::chrono::seconds(30); !fs::exists(plan) && Clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const int port = PickFreePort();
+  const pid_t rank0 = StartExternalWorker(plan, 0, 2, port);
+  const pid_t rank1 = StartExternalWorker(plan, 1, 2, port);
+  WaitForStep(job.id(), 3);
+  auto stub = v1::JobService::NewStub(server_->channel());
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  v1::Job cancelled;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub->CancelJob(&context, cancel, &cancelled).ok());
+  EXPECT_EQ(WatchJob(server_->channel(), job.id(), nullptr, std::chrono::seconds(60)),
+            v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(ExitCode(rank0), 3);  // stopped at a step boundary, rank 0 checkpointed
+  EXPECT_EQ(ExitCode(rank1), 3);
 }
 
 }  // namespace

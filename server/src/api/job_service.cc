@@ -113,6 +113,7 @@ json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
   BERTD_COPY_IF_SET(distributed, distributed, timeout_seconds);
   BERTD_COPY_IF_SET(distributed, distributed, restart_policy);
   BERTD_COPY_IF_SET(distributed, distributed, max_restarts);
+  BERTD_COPY_IF_SET(distributed, distributed, launcher);
 #undef BERTD_COPY_IF_SET
   root["distributed"] = distributed;
   root["vocabulary"] = vocabulary;
@@ -181,6 +182,7 @@ void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
   d->set_timeout_seconds(spec.distributed.timeout_seconds);
   d->set_restart_policy(spec.distributed.restart_policy);
   d->set_max_restarts(spec.distributed.max_restarts);
+  d->set_launcher(spec.distributed.launcher);
   if (pretraining) {
     const training::PretrainingOptions& o = spec.pretraining;
     v1::PretrainingOptions* p = out->mutable_pretraining();

@@ -73,62 +73,67 @@ std::string LastLine(const std::string& path) {
   return last.size() > 300 ? last.substr(0, 300) + "..." : last;
 }
 
-// One rank's process and what the server has heard from it.
+std::string ChannelPath(const std::string& job_dir, int rank) {
+  return (fs::path(job_dir) / absl::StrCat("rank-", rank, ".jsonl")).string();
+}
+
+// What the server knows of one rank: its process (local launcher), its channel file and what it
+// last said.
 struct Rank {
   int index = 0;
-  pid_t pid = -1;
-  int out_fd = -1;  // read end of its stdout
-  std::string log_path;
+  pid_t pid = -1;  // local launcher only
   bool exited = false;
-  int status = 0;
-  std::thread reader;
+  int status = 0;  // waitpid status (local)
+  std::string log_path;
+  std::string channel_path;
+  int64_t offset = 0;    // bytes of the channel already read
+  std::string partial;   // a line not yet ended
+  bool heard = false;    // said anything in this attempt
+  absl::Time last_heard = absl::InfinitePast();
+  double samples_per_second = 0;
+  std::string error;     // from an "error" line
+  int exit_code = -1;    // from an "exit" line (external launcher), -1 = none yet
 };
 
-// What the reader threads share with the watching thread.
-struct Shared {
-  absl::Mutex mu;
-  std::vector<absl::Time> last_heard ABSL_GUARDED_BY(mu);
-  std::vector<double> samples_per_second ABSL_GUARDED_BY(mu);
-  std::vector<std::string> errors ABSL_GUARDED_BY(mu);
-  int64_t step ABSL_GUARDED_BY(mu) = 0;
-};
-
-// Reads one rank's lines until EOF: heartbeats and errors for every rank, events for rank 0.
-void ReadRank(int rank, int fd, Shared* shared, JobContext* context) {
-  std::unique_ptr<FILE, int (*)(FILE*)> in(::fdopen(fd, "r"), &::fclose);
-  if (!in) {
-    ::close(fd);
-    return;
-  }
-  char* buffer = nullptr;
-  size_t capacity = 0;
-  ssize_t n;
-  while ((n = ::getline(&buffer, &capacity, in.get())) > 0) {
-    json line = json::parse(std::string(buffer, n), nullptr, false);
-    {
-      absl::MutexLock lock(&shared->mu);
-      shared->last_heard[rank] = absl::Now();
-    }
+// Reads what `rank` appended to its channel since the last call: heartbeats and errors for every
+// rank, events (rank 0) to the job, progress augmented with every rank's samples per second.
+void Poll(Rank& rank, const std::vector<Rank>& all, JobContext& context) {
+  std::ifstream in(rank.channel_path, std::ios::binary);
+  if (!in) return;
+  in.seekg(0, std::ios::end);
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  if (size < rank.offset) rank.offset = 0;  // truncated: a new file
+  if (size == rank.offset) return;
+  in.seekg(rank.offset);
+  std::string bytes(static_cast<size_t>(size - rank.offset), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  rank.offset = size;
+  rank.partial += bytes;
+  size_t start = 0;
+  for (size_t end; (end = rank.partial.find('\n', start)) != std::string::npos; start = end + 1) {
+    json line = json::parse(rank.partial.substr(start, end - start), nullptr, false);
+    rank.heard = true;
+    rank.last_heard = absl::Now();
     if (!line.is_object()) continue;
     const std::string type = line.value("type", "");
     if (type == "heartbeat") {
-      absl::MutexLock lock(&shared->mu);
-      shared->samples_per_second[rank] = line.value("samples_per_second", 0.0);
-      if (rank == 0) shared->step = line.value("step", int64_t{0});
+      rank.samples_per_second = line.value("samples_per_second", 0.0);
     } else if (type == "error") {
-      absl::MutexLock lock(&shared->mu);
-      shared->errors[rank] = absl::StrCat(line.value("code", "UNKNOWN"), ": ", line.value("message", ""));
-    } else if (type == "event" && rank == 0) {
+      rank.error = absl::StrCat(line.value("code", "UNKNOWN"), ": ", line.value("message", ""));
+    } else if (type == "exit") {
+      rank.exit_code = line.value("code", 1);
+    } else if (type == "event" && rank.index == 0) {
       const std::string event = line.value("event", "");
       json payload = line.contains("payload") ? line["payload"] : json::object();
       if (event == "progress") {
-        absl::MutexLock lock(&shared->mu);
-        payload["rank_samples_per_second"] = shared->samples_per_second;
+        std::vector<double> rates;
+        for (const Rank& r : all) rates.push_back(r.samples_per_second);
+        payload["rank_samples_per_second"] = rates;
       }
-      context->Emit(event, payload.dump()).IgnoreError();
+      context.Emit(event, payload.dump()).IgnoreError();
     }
   }
-  std::free(buffer);
+  rank.partial.erase(0, start);
 }
 
 // The environment of a worker: ours plus the rendezvous variables (built before fork: nothing
@@ -160,19 +165,15 @@ absl::Status Spawn(const std::string& executable, const std::string& plan_path, 
   argv.push_back(nullptr);
   for (std::string& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
   const int log_fd = ::open(rank->log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
-    ::close(pipe_fds[0]);
-    ::close(pipe_fds[1]);
     return absl::InternalError(absl::StrCat("cannot open ", rank->log_path, ": ", strerror(errno)));
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
-    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     ::close_range(3, ~0U, 0);
     // The server blocks SIGTERM/SIGINT in every thread for sigwait; the worker needs them.
@@ -184,72 +185,88 @@ absl::Status Spawn(const std::string& executable, const std::string& plan_path, 
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
-  ::close(pipe_fds[1]);
   ::close(log_fd);
-  if (pid < 0) {
-    ::close(pipe_fds[0]);
-    return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
-  }
+  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
   rank->pid = pid;
-  rank->out_fd = pipe_fds[0];
   return absl::OkStatus();
 }
 
-// One attempt: start every rank, watch them until they are all done or the attempt fails.
-// OK, CANCELLED (stopped on request), or the failure.
+std::string StopFilePath(const std::string& job_dir) { return (fs::path(job_dir) / "stop").string(); }
+
+// One attempt: start every rank (local launcher) or wait for them (external), and watch them until
+// they are all done or the attempt fails. OK, CANCELLED (stopped on request), or the failure.
 absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_path, int attempt,
                         JobContext& context) {
   const int world = options.distributed.world_size;
+  const bool local = options.distributed.launcher == "local";
   const absl::Duration timeout = absl::Seconds(options.distributed.timeout_seconds);
-  const int port = FreeLoopbackPort();
-  if (port == 0) return absl::UnavailableError("no free loopback port for the rendezvous");
-  Shared shared;
-  {
-    absl::MutexLock lock(&shared.mu);
-    shared.last_heard.assign(world, absl::Now());
-    shared.samples_per_second.assign(world, 0.0);
-    shared.errors.assign(world, "");
-  }
+  std::error_code ec;
+  fs::remove(StopFilePath(options.job_dir), ec);
   std::vector<Rank> ranks(world);
-  absl::Status failure;
   for (int r = 0; r < world; ++r) {
     ranks[r].index = r;
     ranks[r].log_path = (fs::path(options.job_dir) / absl::StrCat("rank-", r, ".log")).string();
-    if (std::FILE* log = std::fopen(ranks[r].log_path.c_str(), "a")) {
-      std::fprintf(log, "--- attempt %d, rank %d of %d, MASTER_PORT=%d\n", attempt, r, world, port);
-      std::fclose(log);
+    ranks[r].channel_path = ChannelPath(options.job_dir, r);
+    // Only what this attempt's workers write counts.
+    ranks[r].offset = static_cast<int64_t>(fs::file_size(ranks[r].channel_path, ec));
+    if (ec) ranks[r].offset = 0;
+  }
+  absl::Status failure;
+  if (local) {
+    const int port = FreeLoopbackPort();
+    if (port == 0) return absl::UnavailableError("no free loopback port for the rendezvous");
+    for (Rank& rank : ranks) {
+      if (std::FILE* log = std::fopen(rank.log_path.c_str(), "a")) {
+        std::fprintf(log, "--- attempt %d, rank %d of %d, MASTER_PORT=%d\n", attempt, rank.index, world, port);
+        std::fclose(log);
+      }
+      rank.last_heard = absl::Now();  // a local rank has `timeout` to say its first word
+      failure = Spawn(options.executable, plan_path, world, port, &rank);
+      if (!failure.ok()) break;
     }
-    failure = Spawn(options.executable, plan_path, world, port, &ranks[r]);
-    if (!failure.ok()) break;
-    ranks[r].reader = std::thread(ReadRank, r, ranks[r].out_fd, &shared, &context);
+  } else {
+    context.Emit("log", json({{"message", absl::StrCat(
+                                              "waiting for ", world, " worker processes: start ",
+                                              "them with --worker_plan=", plan_path, " and ",
+                                              "WORLD_SIZE=", world, ", RANK, MASTER_ADDR, ",
+                                              "MASTER_PORT (docs/distributed.md)")}})
+                            .dump())
+        .IgnoreError();
   }
 
-  auto kill_all = [&](int signal) {
+  auto signal_all = [&](int signal) {
     for (Rank& rank : ranks) {
       if (rank.pid > 0 && !rank.exited) ::kill(rank.pid, signal);
     }
+  };
+  auto ask_to_stop = [&] {
+    // Local ranks get SIGTERM; external ones look for the stop file at every step.
+    if (std::FILE* stop = std::fopen(StopFilePath(options.job_dir).c_str(), "w")) std::fclose(stop);
+    signal_all(SIGTERM);
+  };
+  auto describe = [&](const Rank& rank, const std::string& how) {
+    std::string error = rank.error;
+    if (error.empty() && local) error = LastLine(rank.log_path);
+    return absl::AbortedError(absl::StrCat("rank ", rank.index, " ", how, error.empty() ? "" : ": ", error));
   };
   bool stopping = false;
   absl::Time stop_deadline = absl::InfiniteFuture();
   while (failure.ok()) {
     int running = 0;
     for (Rank& rank : ranks) {
-      if (rank.pid <= 0 || rank.exited) continue;
-      if (::waitpid(rank.pid, &rank.status, WNOHANG) == rank.pid) {
+      Poll(rank, ranks, context);
+      if (rank.exited) continue;
+      if (local && ::waitpid(rank.pid, &rank.status, WNOHANG) == rank.pid) {
         rank.exited = true;
+        Poll(rank, ranks, context);  // its last words
         const bool clean = WIFEXITED(rank.status) &&
                            (WEXITSTATUS(rank.status) == 0 ||
                             (stopping && WEXITSTATUS(rank.status) == kExitStopped));
-        if (!clean && !stopping) {
-          std::string error;
-          {
-            absl::MutexLock lock(&shared.mu);
-            error = shared.errors[rank.index];
-          }
-          if (error.empty()) error = LastLine(rank.log_path);
-          failure = absl::AbortedError(absl::StrCat("rank ", rank.index, " ", DescribeExit(rank.status),
-                                                    error.empty() ? "" : ": ", error));
-        }
+        if (!clean && !stopping) failure = describe(rank, DescribeExit(rank.status));
+      } else if (!local && rank.exit_code >= 0) {
+        rank.exited = true;
+        const bool clean = rank.exit_code == 0 || (stopping && rank.exit_code == kExitStopped);
+        if (!clean && !stopping) failure = describe(rank, absl::StrCat("exited with code ", rank.exit_code));
       } else {
         ++running;
       }
@@ -259,15 +276,18 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
       // Every rank sees the request at the same step (it is all-reduced); rank 0 checkpoints.
       stopping = true;
       stop_deadline = absl::Now() + kStopGrace;
-      kill_all(SIGTERM);
+      ask_to_stop();
     }
-    if (stopping && absl::Now() > stop_deadline) kill_all(SIGKILL);
+    if (stopping && absl::Now() > stop_deadline) {
+      if (!local) break;  // external workers that do not answer are the launcher's to clean up
+      signal_all(SIGKILL);
+    }
     if (!stopping) {
-      absl::MutexLock lock(&shared.mu);
-      for (int r = 0; r < world; ++r) {
-        if (!ranks[r].exited && absl::Now() - shared.last_heard[r] > timeout) {
+      // External ranks are timed from their first word: their pods may wait to be scheduled.
+      for (const Rank& rank : ranks) {
+        if (!rank.exited && (local || rank.heard) && absl::Now() - rank.last_heard > timeout) {
           failure = absl::DeadlineExceededError(absl::StrCat(
-              "rank ", r, " sent nothing for ", absl::FormatDuration(timeout),
+              "rank ", rank.index, " sent nothing for ", absl::FormatDuration(timeout),
               " (distributed.timeout_seconds); it is stuck or stopped"));
           break;
         }
@@ -275,13 +295,15 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
-  if (!failure.ok()) kill_all(SIGKILL);  // the others would only wait for the lost rank
+  if (!failure.ok()) {
+    ask_to_stop();        // external survivors stop at their next step
+    signal_all(SIGKILL);  // local ones would only wait for the lost rank
+  }
   for (Rank& rank : ranks) {
     if (rank.pid > 0 && !rank.exited) {
       ::waitpid(rank.pid, &rank.status, 0);
       rank.exited = true;
     }
-    if (rank.reader.joinable()) rank.reader.join();
   }
   if (!failure.ok()) return failure;
   if (stopping) return absl::CancelledError(absl::StrCat("stopped: ", context.cancel_reason()));
@@ -293,25 +315,35 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
 std::atomic<bool> stop_requested{false};
 extern "C" void OnStopSignal(int) { stop_requested.store(true); }
 
-// Serializes the protocol's lines (the training thread and the heartbeat thread both write).
+// The worker's side of its channel file; serializes the training thread and the heartbeat
+// thread. One line per write(2) on an O_APPEND file, so a reader never sees half a line mixed
+// with another.
 class Channel {
  public:
+  explicit Channel(const std::string& path)
+      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) {}
+  ~Channel() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
   void Send(const json& line) {
     const std::string text = line.dump() + "\n";
     absl::MutexLock lock(&mu_);
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
+    if (fd_ >= 0 && ::write(fd_, text.data(), text.size()) < 0) {
+      std::fprintf(stderr, "bertd worker: cannot write its channel: %s\n", strerror(errno));
+    }
   }
 
  private:
+  const int fd_;
   absl::Mutex mu_;
 };
 
 }  // namespace
 
 absl::Status RunDataParallel(const LaunchOptions& options, JobContext& context) {
-  if (options.executable.empty()) {
-    return absl::FailedPreconditionError("distributed.world_size > 1 needs the worker executable");
+  if (options.distributed.launcher == "local" && options.executable.empty()) {
+    return absl::FailedPreconditionError("the local launcher needs the worker executable");
   }
   TrainingPlan plan = options.plan;
   plan.intra_op_threads = options.threads_per_rank;
@@ -320,7 +352,13 @@ absl::Status RunDataParallel(const LaunchOptions& options, JobContext& context) 
   const bool restarts = options.distributed.restart_policy == "on_failure";
   for (int attempt = 1;; ++attempt) {
     absl::Status status = RunAttempt(options, plan_path, attempt, context);
-    if (status.ok() || absl::IsCancelled(status)) return status;
+    if (status.ok()) {
+      // The channels only matter while the job runs; the logs stay with the job.
+      std::error_code ec;
+      for (int r = 0; r < options.distributed.world_size; ++r) fs::remove(ChannelPath(options.job_dir, r), ec);
+      return status;
+    }
+    if (absl::IsCancelled(status)) return status;
     const int restarts_used = attempt - 1;
     if (!restarts || restarts_used >= options.distributed.max_restarts || context.cancelled()) {
       if (restarts) {
@@ -339,7 +377,18 @@ absl::Status RunDataParallel(const LaunchOptions& options, JobContext& context) 
 }
 
 int RunWorker(const std::string& plan_path, const training::RendezvousConfig& rendezvous) {
-  Channel channel;
+  const std::string job_dir = fs::path(plan_path).parent_path().string();
+  Channel channel(ChannelPath(job_dir, rendezvous.rank));
+  if (!channel.ok()) {
+    std::fprintf(stderr, "bertd worker (rank %d): cannot open %s: %s\n", rendezvous.rank,
+                 ChannelPath(job_dir, rendezvous.rank).c_str(), strerror(errno));
+    return 1;
+  }
+  // The last line of every run: the server learns the outcome even without seeing the process.
+  auto exit_with = [&](int code) {
+    channel.Send({{"type", "exit"}, {"code", code}});
+    return code;
+  };
   auto fail = [&](const absl::Status& status) {
     channel.Send({{"type", "error"},
                   {"code", absl::StatusCodeToString(status.code())},
@@ -348,17 +397,18 @@ int RunWorker(const std::string& plan_path, const training::RendezvousConfig& re
     return 1;
   };
   absl::StatusOr<std::string> text = ReadFileToString(plan_path);
-  if (!text.ok()) return fail(text.status());
+  if (!text.ok()) return exit_with(fail(text.status()));
   absl::StatusOr<TrainingPlan> plan = TrainingPlan::FromJson(*text);
-  if (!plan.ok()) return fail(plan.status());
+  if (!plan.ok()) return exit_with(fail(plan.status()));
   absl::StatusOr<training::TrainingJobSpec> spec = training::TrainingJobSpec::FromJson(plan->spec_json);
-  if (!spec.ok()) return fail(spec.status());
+  if (!spec.ok()) return exit_with(fail(spec.status()));
 
   struct sigaction action {};
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGTERM, &action, nullptr);
   ::sigaction(SIGINT, &action, nullptr);
+  const std::string stop_file = StopFilePath(job_dir);
 
   // Heartbeats from their own thread: a rank that is alive but waiting in a long collective still
   // reports; one that is stopped or gone does not.
@@ -378,7 +428,7 @@ int RunWorker(const std::string& plan_path, const training::RendezvousConfig& re
   auto finish = [&](int code) {
     finished.store(true);
     heartbeat.join();
-    return code;
+    return exit_with(code);
   };
 
   training::RendezvousConfig config = rendezvous;
@@ -388,7 +438,11 @@ int RunWorker(const std::string& plan_path, const training::RendezvousConfig& re
 
   training::TrainerHooks hooks;
   hooks.data_parallel = group->get();
-  hooks.should_stop = [] { return stop_requested.load(); };
+  // SIGTERM (the local launcher) or the stop file (any launcher); the loop all-reduces the answer.
+  hooks.should_stop = [&stop_file] {
+    std::error_code ec;
+    return stop_requested.load() || fs::exists(stop_file, ec);
+  };
   const bool leader = rendezvous.rank == 0;
   hooks.emit = [&](const std::string& type, const std::string& payload_json) {
     if (leader) {
@@ -411,7 +465,7 @@ int RunWorker(const std::string& plan_path, const training::RendezvousConfig& re
     }
   };
   absl::Status status = ExecutePlan(*plan, hooks);
-  if (absl::IsCancelled(status) && stop_requested.load()) return finish(kExitStopped);
+  if (absl::IsCancelled(status) && hooks.should_stop()) return finish(kExitStopped);
   if (!status.ok()) return finish(fail(status));
   return finish(0);
 }

@@ -9,30 +9,36 @@
 #include "training/data_parallel.h"
 #include "training/job_spec.h"
 
-// Data-parallel jobs as processes: the server side starts and watches one worker process per rank
-// (bertd itself, in worker mode); the worker side joins the c10d group and runs its share of the
-// plan. They talk through the worker's stdout, one JSON object per line:
+// Data-parallel jobs as processes: the server side starts (or, with the external launcher, waits
+// for) one worker process per rank (bertd itself, in worker mode) and watches them; the worker
+// side joins the c10d group and runs its share of the plan. Rank r reports by appending JSON lines
+// to <job_dir>/rank-<r>.jsonl, beside plan.json (a file, so that workers on other hosts can report
+// through shared storage):
 //   {"type": "event", "event": "progress|eval|checkpoint|log", "payload": {...}}   rank 0 only
 //   {"type": "heartbeat", "step": N, "samples_per_second": X}                      every rank
-//   {"type": "error", "code": "INTERNAL", "message": "..."}                        before exit 1
-// Everything else a worker prints (LibTorch, Gloo) goes to its stderr, <job_dir>/rank-<r>.log.
+//   {"type": "error", "code": "INTERNAL", "message": "..."}
+//   {"type": "exit", "code": 0|1|3}                                                last line
+// The server asks ranks to stop by creating <job_dir>/stop (and, for its own processes, SIGTERM).
+// What a local worker prints (LibTorch, Gloo) goes to <job_dir>/rank-<r>.log.
 namespace bertd::jobs {
 
 struct LaunchOptions {
-  std::string executable;  // started as: executable --worker_plan=<job_dir>/plan.json
+  std::string executable;  // local launcher: started as executable --worker_plan=<job_dir>/plan.json
   TrainingPlan plan;
   std::string job_dir;
   training::DistributedOptions distributed;
   int threads_per_rank = 1;
 };
 
-// Runs the plan as distributed.world_size local processes with MASTER_ADDR=127.0.0.1, a free
-// MASTER_PORT, WORLD_SIZE, RANK and LOCAL_RANK set, and returns when they are done. Rank 0's
-// events become the job's. A rank that exits badly, or is silent for distributed.timeout_seconds,
-// ends the attempt: the other ranks are killed, and the job fails, or with restart_policy
-// on_failure every rank restarts from rank 0's last checkpoint. A cancel (or shutdown) asks every
-// rank to stop at the same step; rank 0 checkpoints. Workers die with the server (PDEATHSIG), so
-// a killed server leaves no orphans and its restart resumes the job.
+// Runs the plan as distributed.world_size workers and returns when they are done; rank 0's events
+// become the job's. The local launcher starts them here with MASTER_ADDR=127.0.0.1, a free
+// MASTER_PORT, WORLD_SIZE, RANK and LOCAL_RANK; the external one waits for workers started
+// elsewhere on the same files. A rank that exits badly, or is silent for
+// distributed.timeout_seconds (external ranks: after their first line), ends the attempt: the
+// others are stopped, and the job fails, or with restart_policy on_failure every rank restarts
+// from rank 0's last checkpoint. A cancel (or shutdown) asks every rank to stop at the same step;
+// rank 0 checkpoints. Local workers die with the server (PDEATHSIG), so a killed server leaves no
+// orphans and its restart resumes the job.
 absl::Status RunDataParallel(const LaunchOptions& options, JobContext& context);
 
 // Worker mode (bertd --worker_plan=FILE): joins the group described by `rendezvous`, runs the

@@ -227,10 +227,11 @@ absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker
   plan.output_dir = output_dir.string();
 
   absl::Status status;
-  if (spec.distributed.world_size > 1) {
+  if (spec.distributed.world_size > 1 || spec.distributed.launcher == "external") {
     context.Emit("log", json({{"message", absl::StrCat("running ", job.id, " as ",
                                                         spec.distributed.world_size,
-                                                        " data-parallel worker processes")}})
+                                                        " data-parallel worker processes (",
+                                                        spec.distributed.launcher, " launcher)")}})
                             .dump())
         .IgnoreError();
     LaunchOptions launch;

@@ -175,13 +175,15 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
 
   BERTD_ASSIGN_OR_RETURN(json dist, Section(root, "distributed"));
   BERTD_RETURN_IF_ERROR(CheckKnownKeys(
-      dist, "distributed.", {"world_size", "timeout_seconds", "restart_policy", "max_restarts"},
+      dist, "distributed.",
+      {"world_size", "timeout_seconds", "restart_policy", "max_restarts", "launcher"},
       "setting"));
   DistributedOptions& d = spec.distributed;
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "world_size", &d.world_size));
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "timeout_seconds", &d.timeout_seconds));
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "restart_policy", &d.restart_policy));
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "max_restarts", &d.max_restarts));
+  BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "launcher", &d.launcher));
   BERTD_RETURN_IF_ERROR(spec.Validate());
   return spec;
 }
@@ -240,7 +242,8 @@ std::string TrainingJobSpec::ToJson() const {
   root["distributed"] = {{"world_size", distributed.world_size},
                          {"timeout_seconds", distributed.timeout_seconds},
                          {"restart_policy", distributed.restart_policy},
-                         {"max_restarts", distributed.max_restarts}};
+                         {"max_restarts", distributed.max_restarts},
+                         {"launcher", distributed.launcher}};
   return root.dump();
 }
 
@@ -322,6 +325,15 @@ absl::Status TrainingJobSpec::ValidateNewModelOptions() const {
                                                    "' is not one of never, on_failure"));
   }
   BERTD_RETURN_IF_ERROR(Check(d.max_restarts >= 0 && d.max_restarts <= 100, "distributed.max_restarts", "in [0, 100]", d.max_restarts));
+  if (d.launcher != "local" && d.launcher != "external") {
+    return absl::InvalidArgumentError(absl::StrCat("distributed.launcher: '", d.launcher,
+                                                   "' is not one of local, external"));
+  }
+  if (d.launcher == "external" && d.restart_policy != "never") {
+    return absl::InvalidArgumentError(
+        "distributed.restart_policy: with launcher external the launcher restarts workers "
+        "(e.g. the Kubernetes Job's backoffLimit); use never");
+  }
   return absl::OkStatus();
 }
 

@@ -81,6 +81,10 @@ struct DistributedOptions {
   // restarts every rank from rank 0's last checkpoint, up to max_restarts times.
   std::string restart_policy = "never";
   int max_restarts = 3;
+  // "local": the server starts the worker processes on its own host. "external": the server
+  // writes the plan to the data directory and waits for world_size workers that something else
+  // starts (a Kubernetes Indexed Job on shared storage); they report through files beside it.
+  std::string launcher = "local";
 };
 
 // A training job as submitted: what to train, on what, into which model name.

@@ -237,6 +237,19 @@ TEST(JobSpecTest, ParsesHuggingFaceNamesAndNamesBadFields) {
   auto again = TrainingJobSpec::FromJson(spec->ToJson());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->args.lr_scheduler_type, "cosine");
+  EXPECT_EQ(spec->distributed.world_size, 1);  // one process unless asked
+  EXPECT_EQ(spec->distributed.launcher, "local");
+
+  auto distributed = TrainingJobSpec::FromJson(R"({"base_model": "b", "train_dataset": "t",
+      "output_model": "o", "distributed": {"world_size": 4, "timeout_seconds": 60,
+      "restart_policy": "on_failure", "max_restarts": 2}})");
+  ASSERT_TRUE(distributed.ok()) << distributed.status();
+  auto round_trip = TrainingJobSpec::FromJson(distributed->ToJson());
+  ASSERT_TRUE(round_trip.ok()) << round_trip.status();
+  EXPECT_EQ(round_trip->distributed.world_size, 4);
+  EXPECT_EQ(round_trip->distributed.timeout_seconds, 60);
+  EXPECT_EQ(round_trip->distributed.restart_policy, "on_failure");
+  EXPECT_EQ(round_trip->distributed.max_restarts, 2);
 
   const std::pair<const char*, const char*> bad[] = {
       {R"({"task": "translate", "base_model": "b", "train_dataset": "t", "output_model": "o"})", "task"},
@@ -247,6 +260,12 @@ TEST(JobSpecTest, ParsesHuggingFaceNamesAndNamesBadFields) {
       {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "hyperparameters": {"eval_strategy": "sometimes"}})", "eval_strategy"},
       {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "hyperparameters": {"max_steps": 1.5}})", "max_steps"},
       {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "eval_split": 1.0})", "eval_split"},
+      {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "distributed": {"world_size": 0}})", "distributed.world_size: must be in [1, 1024]"},
+      {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "distributed": {"ranks": 2}})", "distributed.ranks: unknown setting"},
+      {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "distributed": {"restart_policy": "always"}})", "distributed.restart_policy: 'always' is not one of never, on_failure"},
+      {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "distributed": {"launcher": "slurm"}})", "distributed.launcher: 'slurm'"},
+      {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "distributed": {"launcher": "external", "restart_policy": "on_failure"}})", "launcher restarts workers"},
+      {R"({"base_model": "b", "train_dataset": "t", "output_model": "o", "distributed": {"timeout_seconds": 0}})", "distributed.timeout_seconds"},
   };
   for (const auto& [json_text, field] : bad) {
     auto parsed = TrainingJobSpec::FromJson(json_text);
