@@ -80,6 +80,11 @@ ABSL_FLAG(int, max_queued_jobs, 1000,
           "Queued training jobs; beyond it SubmitJob fails with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, training_threads, 0,
           "LibTorch intra-op threads while training; 0 = leave the inference setting");
+ABSL_FLAG(std::string, external_launch_command, "",
+          "For data-parallel jobs with distributed.launcher=external: a /bin/sh command that "
+          "submits their workers (e.g. deploy/kubernetes/training/launch.sh), run with "
+          "BERTD_JOB_ID, BERTD_WORLD_SIZE, BERTD_PLAN, BERTD_JOB_DIR and BERTD_ATTEMPT set; empty: "
+          "the server waits for workers started by hand");
 ABSL_FLAG(std::string, worker_plan, "",
           "Worker mode: run one rank of a data-parallel training job from this plan.json and exit "
           "(no server). The rank comes from MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK and "
@@ -313,7 +318,8 @@ int Run(const ServerConfig& config) {
   jobs::TrainingRunner training_runner({&store, &registry, config.data_dir, config.training_threads,
                                         SelfExecutable(),
                                         config.training_threads > 0 ? config.training_threads
-                                                                    : UsableCpus()});
+                                                                    : UsableCpus(),
+                                        absl::GetFlag(FLAGS_external_launch_command)});
   std::vector<std::string> workers;
   for (int i = 0; i < config.cpu_workers; ++i) workers.push_back(absl::StrCat("cpu-", i));
   // Started once the repository is loaded: a requeued job needs its base model.

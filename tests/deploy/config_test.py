@@ -247,6 +247,117 @@ class KustomizeOverlays(unittest.TestCase):
         self.assertIn(f"--model_repository={mount['mountPath']}", flags)
 
 
+def render_dir(relative):
+    """Objects of a kustomization under deploy/kubernetes (kubectl kustomize only)."""
+    result = run([KUBECTL, "kustomize", os.path.join(K8S, relative)])
+    if result.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {relative}: {result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def check_training_job(test, job, world_size, plan):
+    """An Indexed Job of one bertd worker per rank, rendezvousing through the headless Service."""
+    spec = job["spec"]
+    test.assertEqual(spec["completionMode"], "Indexed")
+    test.assertEqual(spec["completions"], world_size)
+    test.assertEqual(spec["parallelism"], world_size)
+    test.assertEqual(spec["backoffLimit"], 0)  # retries are the server's (restart_policy)
+    pod = spec["template"]["spec"]
+    test.assertEqual(pod["restartPolicy"], "Never")
+    test.assertEqual(pod["subdomain"], "bertd-training")
+    test.assertIs(pod["securityContext"]["runAsNonRoot"], True)
+    test.assertFalse(pod.get("automountServiceAccountToken", True))
+    container = pod["containers"][0]
+    test.assertEqual(container["args"], [f"--worker_plan={plan}"])
+    env = {e["name"]: e for e in container["env"]}
+    test.assertEqual(env["WORLD_SIZE"]["value"], str(world_size))
+    test.assertEqual(env["RANK"]["valueFrom"]["fieldRef"]["fieldPath"],
+                     "metadata.annotations['batch.kubernetes.io/job-completion-index']")
+    test.assertEqual(env["MASTER_ADDR"]["value"], "$(JOB_NAME)-0.bertd-training")
+    test.assertLess(list(env).index("JOB_NAME"), list(env).index("MASTER_ADDR"),
+                    "$(JOB_NAME) expands only after JOB_NAME is defined")
+    test.assertEqual(env["MASTER_PORT"]["value"], "29500")
+    security = container["securityContext"]
+    test.assertIs(security["allowPrivilegeEscalation"], False)
+    test.assertIs(security["readOnlyRootFilesystem"], True)
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            test.assertIn(resource, container["resources"][kind])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # The plan's paths are the server's: the same claim at the same path.
+    test.assertEqual(volumes[mounts["/var/lib/bertd"]]["persistentVolumeClaim"]["claimName"],
+                     "bertd-shared")
+    test.assertTrue(plan.startswith("/var/lib/bertd/"))
+    return container
+
+
+@unittest.skipUnless(KUBECTL, "kubectl is needed to render the training manifests")
+class MultiNodeTraining(unittest.TestCase):
+    def test_training_example_renders_an_indexed_job_and_its_headless_service(self):
+        objects = render_dir("training")
+        kinds = sorted(o["kind"] for o in objects)
+        self.assertEqual(kinds, ["Job", "Service"])
+        job = [o for o in objects if o["kind"] == "Job"][0]
+        check_training_job(self, job, 2, "/var/lib/bertd/jobs/JOB_ID/plan.json")
+        service = [o for o in objects if o["kind"] == "Service"][0]
+        self.assertEqual(service["metadata"]["name"], "bertd-training")
+        self.assertEqual(service["spec"]["clusterIP"], "None")
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(selector_matches(service["spec"]["selector"], labels))
+        self.assertEqual(service["spec"]["ports"][0]["targetPort"], "rendezvous")
+
+    def test_gpu_variant_asks_for_one_gpu_per_rank(self):
+        job = render_dir("training/gpu")[0]
+        container = check_training_job(self, job, 2, "/var/lib/bertd/jobs/JOB_ID/plan.json")
+        self.assertEqual(container["resources"]["limits"]["nvidia.com/gpu"], 1)
+        pod = job["spec"]["template"]["spec"]
+        self.assertTrue(any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"]))
+        self.assertTrue(container["image"].endswith("-cuda"))
+
+    def test_launch_script_renders_one_job_per_attempt(self):
+        plan = "/var/lib/bertd/jobs/job-0123456789ab/plan.json"
+        for variant in ("cpu", "gpu"):
+            env = dict(os.environ, BERTD_JOB_ID="job-0123456789ab", BERTD_WORLD_SIZE="4",
+                       BERTD_PLAN=plan, BERTD_ATTEMPT="2", BERTD_LAUNCH_DRY_RUN="1",
+                       BERTD_TRAINING_VARIANT=variant, PATH=os.path.dirname(KUBECTL) + ":/usr/bin:/bin")
+            result = run([os.path.join(K8S, "training", "launch.sh")], env=env)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+            self.assertEqual([o["kind"] for o in objects], ["Job"], variant)
+            job = objects[0]
+            self.assertEqual(job["metadata"]["name"], "bertd-train-0123456789ab-2")
+            self.assertEqual(job["metadata"]["labels"]["bertd/job-id"], "job-0123456789ab")
+            check_training_job(self, job, 4, plan)
+        env["BERTD_TRAINING_VARIANT"] = "tpu"
+        result = run([os.path.join(K8S, "training", "launch.sh")], env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("expected cpu or gpu", result.stderr)
+
+    def test_multinode_overlay_shares_the_data_volume_and_may_create_jobs(self):
+        objects = render_dir("overlays/multinode")
+        server = workloads(objects)[0]
+        self.assertNotIn("volumeClaimTemplates", server["spec"])
+        pod = server["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(volumes["data"]["persistentVolumeClaim"]["claimName"], "bertd-shared")
+        claim = [o for o in objects if o["kind"] == "PersistentVolumeClaim"][0]
+        self.assertEqual(claim["metadata"]["name"], "bertd-shared")
+        self.assertEqual(claim["spec"]["accessModes"], ["ReadWriteMany"])
+        self.assertEqual(pod["serviceAccountName"], "bertd")
+        role = [o for o in objects if o["kind"] == "Role"][0]
+        self.assertTrue(any("jobs" in r["resources"] and "create" in r["verbs"] for r in role["rules"]))
+        binding = [o for o in objects if o["kind"] == "RoleBinding"][0]
+        self.assertEqual(binding["subjects"][0]["name"], "bertd")
+        self.assertIn("--external_launch_command=/usr/local/share/bertd/training/launch.sh",
+                      flags_of(objects))
+        for dockerfile in ("Dockerfile", "Dockerfile.cuda"):
+            with open(os.path.join(REPO, "docker", dockerfile)) as f:
+                self.assertIn("COPY deploy/kubernetes/training/ /usr/local/share/bertd/training/",
+                              f.read(), dockerfile)
+        self.assertIn("bertd-training", [o["metadata"]["name"] for o in objects if o["kind"] == "Service"])
+
+
 def flags_of(objects):
     maps = [o for o in objects if o["kind"] == "ConfigMap" and "bertd.flags" in o.get("data", {})]
     assert len(maps) == 1, [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"]
@@ -271,7 +382,7 @@ class BertdKnowsEveryShippedFlag(unittest.TestCase):
 
     def test_flag_files(self):
         files = glob.glob(os.path.join(K8S, "**", "bertd.flags"), recursive=True)
-        self.assertEqual(len(files), 4)
+        self.assertEqual(len(files), 5)
         for path in files:
             with open(path) as f:
                 self.check(os.path.relpath(path, REPO), f.read().split())

@@ -360,6 +360,37 @@ TEST_F(DistributedJobsTest, ExternalLauncherWaitsForWorkersStartedElsewhereAndSe
   ExpectSameWeights("external", "local");
 }
 
+TEST_F(DistributedJobsTest, ExternalLaunchCommandSubmitsTheWorkers) {
+  // A launch command as deploy/kubernetes/training/launch.sh is one: it submits the ranks (here as
+  // background processes on this host) and returns.
+  const std::string script = data_dir_ + "/launch.sh";
+  std::ofstream(script) << "#!/bin/sh\n"
+                        << "set -e\n"
+                        << "r=0\n"
+                        << "while [ $r -lt \"$BERTD_WORLD_SIZE\" ]; do\n"
+                        << "  MASTER_ADDR=127.0.0.1 MASTER_PORT=" << PickFreePort()
+                        << " WORLD_SIZE=$BERTD_WORLD_SIZE RANK=$r " << BERTD_BINARY
+                        << " --worker_plan=\"$BERTD_PLAN\" >>\"$BERTD_JOB_DIR/launched-$r.log\" 2>&1 &\n"
+                        << "  r=$((r + 1))\n"
+                        << "done\n"
+                        << "echo \"submitted $BERTD_WORLD_SIZE ranks of $BERTD_JOB_ID\"\n";
+  fs::permissions(script, fs::perms::owner_all);
+  server_.reset();
+  server_ = std::make_unique<BertdProcess>(data_dir_, std::vector<std::string>{"--external_launch_command=" + script});
+  ASSERT_TRUE(server_->WaitUntilServing()) << server_->log();
+
+  v1::JobSpec spec = Spec("launched", 2, 8, 1);
+  spec.mutable_distributed()->set_launcher("external");
+  std::vector<std::string> logs;
+  const v1::Job job = RunToEnd(spec, &logs);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error() << "\n" << server_->log();
+  bool submitted = false;
+  for (const std::string& line : logs) {
+    submitted = submitted || line.find("submitted 2 ranks of " + job.id()) != std::string::npos;
+  }
+  EXPECT_TRUE(submitted) << "the command's output is not in the job log";
+}
+
 TEST_F(DistributedJobsTest, CancellingAnExternalJobStopsItsWorkersThroughTheStopFile) {
   v1::JobSpec spec = Spec("external-cancelled", 2, 8, 1);
   spec.mutable_hyperparameters()->set_max_steps(100000);

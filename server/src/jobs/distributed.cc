@@ -38,6 +38,8 @@ using nlohmann::json;
 constexpr int kExitStopped = 3;
 // How long ranks asked to stop may take to reach a step boundary and checkpoint.
 constexpr absl::Duration kStopGrace = absl::Seconds(60);
+// --external_launch_command submits workers; it does not wait for them.
+constexpr absl::Duration kLaunchCommandTimeout = absl::Minutes(2);
 
 int FreeLoopbackPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -136,24 +138,81 @@ void Poll(Rank& rank, const std::vector<Rank>& all, JobContext& context) {
   rank.partial.erase(0, start);
 }
 
-// The environment of a worker: ours plus the rendezvous variables (built before fork: nothing
-// after fork may allocate).
-std::vector<std::string> WorkerEnvironment(int rank, int world_size, int port) {
+// Our environment with `overrides` (NAME=value) replacing or adding variables; built before fork,
+// since nothing after fork may allocate.
+std::vector<std::string> EnvironmentWith(const std::vector<std::string>& overrides) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
-    bool ours = false;
-    for (const char* name : {"MASTER_ADDR=", "MASTER_PORT=", "WORLD_SIZE=", "RANK=", "LOCAL_RANK="}) {
-      ours = ours || entry.rfind(name, 0) == 0;
+    bool replaced = false;
+    for (const std::string& o : overrides) {
+      replaced = replaced || entry.compare(0, o.find('=') + 1, o, 0, o.find('=') + 1) == 0;
     }
-    if (!ours) env.push_back(entry);
+    if (!replaced) env.push_back(entry);
   }
-  env.push_back("MASTER_ADDR=127.0.0.1");
-  env.push_back(absl::StrCat("MASTER_PORT=", port));
-  env.push_back(absl::StrCat("WORLD_SIZE=", world_size));
-  env.push_back(absl::StrCat("RANK=", rank));
-  env.push_back(absl::StrCat("LOCAL_RANK=", rank));
+  env.insert(env.end(), overrides.begin(), overrides.end());
   return env;
+}
+
+std::vector<std::string> WorkerEnvironment(int rank, int world_size, int port) {
+  return EnvironmentWith({"MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port),
+                          absl::StrCat("WORLD_SIZE=", world_size), absl::StrCat("RANK=", rank),
+                          absl::StrCat("LOCAL_RANK=", rank)});
+}
+
+// Runs `command` with /bin/sh and `env`; returns its output (stdout and stderr) or why it failed.
+absl::StatusOr<std::string> RunCommand(const std::string& command, std::vector<std::string> env,
+                                       absl::Duration timeout) {
+  std::vector<std::string> args = {"/bin/sh", "-c", command};
+  std::vector<char*> argv, envp;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(out[1], STDERR_FILENO);
+    ::close_range(3, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  if (pid < 0) {
+    ::close(out[0]);
+    return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
+  }
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  std::string output;
+  const absl::Time deadline = absl::Now() + timeout;
+  int status = 0;
+  bool done = false;
+  while (!done) {
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buffer, sizeof(buffer))) > 0) output.append(buffer, n);
+    done = ::waitpid(pid, &status, WNOHANG) == pid;
+    if (!done && absl::Now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ::close(out[0]);
+      return absl::DeadlineExceededError(absl::StrCat("did not finish within ", absl::FormatDuration(timeout)));
+    }
+    if (!done) absl::SleepFor(absl::Milliseconds(20));
+  }
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buffer, sizeof(buffer))) > 0) output.append(buffer, n);
+  ::close(out[0]);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(DescribeExit(status), ": ", output));
+  }
+  return output;
 }
 
 absl::Status Spawn(const std::string& executable, const std::string& plan_path, int world_size,
@@ -224,12 +283,31 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
       failure = Spawn(options.executable, plan_path, world, port, &rank);
       if (!failure.ok()) break;
     }
-  } else {
+  } else if (options.launch_command.empty()) {
     context.Emit("log", json({{"message", absl::StrCat(
                                               "waiting for ", world, " worker processes: start ",
                                               "them with --worker_plan=", plan_path, " and ",
                                               "WORLD_SIZE=", world, ", RANK, MASTER_ADDR, ",
                                               "MASTER_PORT (docs/distributed.md)")}})
+                            .dump())
+        .IgnoreError();
+  } else {
+    // The operator's command submits the workers (deploy/kubernetes/training/launch.sh creates an
+    // Indexed Job); it must return once they are submitted, not when they finish.
+    absl::StatusOr<std::string> output = RunCommand(
+        options.launch_command,
+        EnvironmentWith({absl::StrCat("BERTD_JOB_ID=", options.plan.job_id),
+                         absl::StrCat("BERTD_WORLD_SIZE=", world),
+                         absl::StrCat("BERTD_PLAN=", plan_path),
+                         absl::StrCat("BERTD_JOB_DIR=", options.job_dir),
+                         absl::StrCat("BERTD_ATTEMPT=", attempt)}),
+        kLaunchCommandTimeout);
+    if (!output.ok()) {
+      return absl::Status(output.status().code(),
+                          absl::StrCat("--external_launch_command: ", output.status().message()));
+    }
+    context.Emit("log", json({{"message", absl::StrCat("launched ", world, " workers for ", plan_path,
+                                                        output->empty() ? "" : ": ", *output)}})
                             .dump())
         .IgnoreError();
   }

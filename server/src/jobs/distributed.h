@@ -28,6 +28,10 @@ struct LaunchOptions {
   std::string job_dir;
   training::DistributedOptions distributed;
   int threads_per_rank = 1;
+  // External launcher: run with /bin/sh once per attempt, with BERTD_JOB_ID, BERTD_WORLD_SIZE,
+  // BERTD_PLAN, BERTD_JOB_DIR and BERTD_ATTEMPT set, to submit the workers (empty: someone else
+  // starts them; the job log says how).
+  std::string launch_command;
 };
 
 // Runs the plan as distributed.world_size workers and returns when they are done; rank 0's events

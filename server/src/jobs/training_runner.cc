@@ -240,6 +240,7 @@ absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker
     launch.job_dir = job_dir.string();
     launch.distributed = spec.distributed;
     launch.threads_per_rank = std::max(1, options_.training_cpus / spec.distributed.world_size);
+    launch.launch_command = options_.external_launch_command;
     status = RunDataParallel(launch, context);
   } else {
     training::TrainerHooks hooks;

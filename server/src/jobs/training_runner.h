@@ -49,6 +49,7 @@ struct TrainingRunnerOptions {
   // the CPUs their ranks share (each rank gets training_cpus / world_size intra-op threads).
   std::string worker_executable;
   int training_cpus = 1;
+  std::string external_launch_command;  // see LaunchOptions::launch_command
 };
 
 // Turns a stored job into a TrainingPlan and serves the result: the plan runs in this process
