@@ -245,7 +245,7 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
   const fs::path temp = fs::path(datasets_dir()) / absl::StrCat(kTempPrefix, RandomHex(16));
   RemoveOnExit remove_temp(temp);
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(temp.c_str(), "wb"), &std::fclose);
-  if (file == nullptr) return absl::InternalError(absl::StrCat("cannot create ", temp.string()));
+  if (file == nullptr) return ErrnoStatus("cannot create", temp.string(), errno);
 
   Sha256 sha;
   int64_t size = 0;
@@ -262,13 +262,13 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
           " bytes (--max_dataset_bytes)"));
     }
     if (std::fwrite(chunk.data(), 1, chunk.size(), file.get()) != chunk.size()) {
-      return absl::InternalError(absl::StrCat("cannot write ", temp.string()));
+      return ErrnoStatus("cannot write", temp.string(), errno);
     }
     sha.Update(chunk);
   }
   if (context->IsCancelled()) return absl::CancelledError("upload cancelled by the client");
   if (std::fflush(file.get()) != 0 || fsync(fileno(file.get())) != 0) {
-    return absl::InternalError(absl::StrCat("cannot write ", temp.string()));
+    return ErrnoStatus("cannot write", temp.string(), errno);
   }
   file.reset();
 

@@ -16,10 +16,17 @@ namespace bertd {
 namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+  return ErrnoStatus(what, path, errno);
 }
 
 }  // namespace
+
+absl::Status ErrnoStatus(absl::string_view what, absl::string_view path, int error) {
+  const std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(error));
+  if (error == ENOSPC || error == EDQUOT) return absl::ResourceExhaustedError(message);
+  if (error == ENOENT) return absl::NotFoundError(message);
+  return absl::InternalError(message);
+}
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::error_code ec;

@@ -9,6 +9,10 @@
 
 namespace bertd {
 
+// "<what> <path>: <strerror(error)>" with the code a caller can act on: RESOURCE_EXHAUSTED when
+// the disk (or a quota) is full, NOT_FOUND for a missing file, INTERNAL otherwise.
+absl::Status ErrnoStatus(absl::string_view what, absl::string_view path, int error);
+
 // Reads a whole file. NOT_FOUND when it does not exist, INTERNAL on I/O errors.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 

@@ -16,7 +16,7 @@ namespace bertd::model::internal {
 namespace {
 
 absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+  return ErrnoStatus(what, path, errno);
 }
 
 // Linux transfers at most ~2 GiB per read/write call.
