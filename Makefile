@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DATA_DIR ?= ./var
 
-.PHONY: all deps configure build test run clean format fuzz
+.PHONY: all deps configure build test run clean format fuzz reliability
 
 all: build
 
@@ -33,6 +33,10 @@ run: configure
 FUZZ_SECONDS ?= 30
 fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Load test (3 minutes) and fault tests; rewrites docs/reliability.md's results. Not part of test.
+reliability: deps
+	BUILD_DIR=$(BUILD_DIR) ./scripts/reliability.sh
 
 clean:
 	rm -rf $(BUILD_DIR)
