@@ -26,6 +26,7 @@
 #include "api/inference_service.h"
 #include "api/job_service.h"
 #include "api/model_service.h"
+#include "api/server_service.h"
 #include "auth/authorizer.h"
 #include "auth/tls.h"
 #include "inference/bert_servable.h"
@@ -330,6 +331,17 @@ int Run(const ServerConfig& config) {
   api::JobServiceImpl job_service(&store, &scheduler, &registry, &server_metrics,
                                   {config.max_queued_jobs});
 
+  v1::ServerInfo server_info;
+  server_info.set_version(std::string(metrics::ServerMetrics::Version()));
+  server_info.mutable_started_at()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+  server_info.set_device(config.device);
+  server_info.set_precision(std::string(runtime::PrecisionName(*precision)));
+  server_info.set_intra_op_threads(config.intra_op_threads);
+  server_info.set_training_workers(config.cpu_workers);
+  server_info.set_tls(config.tls.enabled());
+  server_info.set_authentication(!config.auth_tokens_file.empty());
+  api::ServerServiceImpl server_service(std::move(server_info), &server_metrics);
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -340,6 +352,7 @@ int Run(const ServerConfig& config) {
   builder.RegisterService(&model_service);
   builder.RegisterService(&dataset_service);
   builder.RegisterService(&job_service);
+  builder.RegisterService(&server_service);
   server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
     std::fprintf(stderr, "bertd: cannot listen for gRPC on %s\n", config.listen.c_str());

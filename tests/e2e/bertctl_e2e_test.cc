@@ -178,8 +178,18 @@ TEST_F(BertctlTest, ModelsHealthAndVersion) {
   EXPECT_EQ(health.exit_code, 0) << health.err;
   EXPECT_THAT(health.out, HasSubstr("SERVING"));
   BertctlResult version = Run({"version"});
-  EXPECT_EQ(version.exit_code, 0);
-  EXPECT_THAT(version.out, HasSubstr("bertctl "));
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_THAT(version.out, HasSubstr("bertctl 0.1.0\n"));
+  EXPECT_THAT(version.out, HasSubstr("bertd 0.1.0 at 127.0.0.1:"));  // the server's own version
+  EXPECT_THAT(version.out, HasSubstr("cpu, float32, 1 threads"));
+  nlohmann::json json = Json(Run({"version", "-o", "json"}));
+  EXPECT_EQ(json["client"], "0.1.0");
+  EXPECT_EQ(json["server"]["version"], "0.1.0");
+  EXPECT_EQ(json["server"]["device"], "cpu");
+  // Without a server the client still says its own version, and fails.
+  BertctlResult down = RunBertctl({"--server=127.0.0.1:1", "--timeout=2", "version"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_THAT(down.out, HasSubstr("bertctl 0.1.0"));
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "bertd/v1/inference.grpc.pb.h"
 #include "bertd/v1/jobs.grpc.pb.h"
 #include "bertd/v1/models.grpc.pb.h"
+#include "bertd/v1/server.grpc.pb.h"
 #include "bertd_process.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "test_util.h"
@@ -268,6 +269,7 @@ int NeededRole(const std::string& method) {
       {"/bertd.v1.ModelService/GetModel", 0},
       {"/bertd.v1.ModelService/LoadModel", 2},
       {"/bertd.v1.ModelService/UnloadModel", 2},
+      {"/bertd.v1.ServerService/GetServerInfo", 0},
       {"/bertd.v1.DatasetService/ListDatasets", 0},
       {"/bertd.v1.DatasetService/GetDataset", 0},
       {"/bertd.v1.DatasetService/UploadDataset", 1},
@@ -286,7 +288,8 @@ int NeededRole(const std::string& method) {
 std::vector<std::string> AllBertdMethods() {
   const google::protobuf::FileDescriptor* files[] = {
       v1::ClassifyRequest::descriptor()->file(), v1::ListModelsRequest::descriptor()->file(),
-      v1::UploadDatasetRequest::descriptor()->file(), v1::SubmitJobRequest::descriptor()->file()};
+      v1::UploadDatasetRequest::descriptor()->file(), v1::SubmitJobRequest::descriptor()->file(),
+      v1::GetServerInfoRequest::descriptor()->file()};
   std::vector<std::string> methods;
   for (const auto* file : files) {
     for (int s = 0; s < file->service_count(); ++s) {
@@ -313,7 +316,7 @@ class TokenTest : public SecurityTest {
 
 TEST_F(TokenTest, EveryRpcChecksTheRoleOfItsToken) {
   const std::vector<std::string> methods = AllBertdMethods();
-  ASSERT_EQ(methods.size(), 19u) << "a new RPC: give it a role in NeededRole and server/src/auth";
+  ASSERT_EQ(methods.size(), 20u) << "a new RPC: give it a role in NeededRole and server/src/auth";
   const std::pair<const char*, int> callers[] = {
       {kReaderToken, 0}, {kTrainerToken, 1}, {kAdminToken, 2}};
   for (const std::string& method : methods) {

@@ -13,6 +13,7 @@
 #include "bertctl/commands.h"
 #include "bertd/v1/datasets.grpc.pb.h"
 #include "bertd/v1/models.grpc.pb.h"
+#include "bertd/v1/server.grpc.pb.h"
 #include "client/input.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -462,20 +463,37 @@ void AddServerCommands(CLI::App& app, Globals& globals, Commands& commands) {
     });
   }
   {
-    auto* cmd = app.add_subcommand("version", "bertctl's version and the server's health");
+    auto* cmd = app.add_subcommand("version", "bertctl's version and the server's");
     commands.Add(cmd, [&globals] {
-      std::string state;
-      grpc::Status status = CheckHealth(globals, "", &state);
-      std::string server = status.ok() ? state : absl::StrCat("unreachable (", status.error_message(), ")");
-      if (globals.json()) {
-        std::printf("{\"client\": \"%s\", \"server\": \"%s\", \"serverStatus\": \"%s\"}\n",
-                    BERTCTL_VERSION, globals.connection.server.c_str(), server.c_str());
-      } else {
-        std::printf("bertctl %s\nbertd at %s: %s\n", BERTCTL_VERSION,
-                    globals.connection.server.c_str(), server.c_str());
-        std::printf("(bertd's own version is on its metrics endpoint as bertd_build_info)\n");
+      auto stub = v1::ServerService::NewStub(globals.channel());
+      grpc::ClientContext context;
+      client::ConfigureContext(globals.connection, &context);
+      if (globals.connection.timeout_seconds <= 0) {
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       }
-      return kExitOk;
+      v1::ServerInfo info;
+      grpc::Status status = stub->GetServerInfo(&context, v1::GetServerInfoRequest(), &info);
+      if (globals.json()) {
+        nlohmann::json out = {{"client", BERTCTL_VERSION}, {"address", globals.connection.server}};
+        if (status.ok()) {
+          out["server"] = nlohmann::json::parse(ToJson(info, false));
+        } else {
+          out["serverError"] = status.error_message();
+        }
+        std::printf("%s\n", out.dump().c_str());
+      } else {
+        std::printf("bertctl %s\n", BERTCTL_VERSION);
+        if (status.ok()) {
+          std::printf("bertd %s at %s (since %s; %s, %s, %d threads, %d training workers%s%s)\n",
+                      info.version().c_str(), globals.connection.server.c_str(),
+                      google::protobuf::util::TimeUtil::ToString(info.started_at()).c_str(),
+                      info.device().c_str(), info.precision().c_str(), info.intra_op_threads(),
+                      info.training_workers(), info.tls() ? ", TLS" : "",
+                      info.authentication() ? ", tokens required" : "");
+        }
+      }
+      // The client's version is printed either way; an unreachable server is still an error.
+      return status.ok() ? kExitOk : FailRpc(globals, status, "get the server's version");
     });
   }
 }

@@ -19,6 +19,7 @@ constexpr std::pair<const char*, Role> kRules[] = {
     {"/bertd.v1.ModelService/GetModel", Role::kReader},
     {"/bertd.v1.ModelService/LoadModel", Role::kAdmin},
     {"/bertd.v1.ModelService/UnloadModel", Role::kAdmin},
+    {"/bertd.v1.ServerService/GetServerInfo", Role::kReader},
     {"/bertd.v1.DatasetService/ListDatasets", Role::kReader},
     {"/bertd.v1.DatasetService/GetDataset", Role::kReader},
     {"/bertd.v1.DatasetService/UploadDataset", Role::kTrainer},

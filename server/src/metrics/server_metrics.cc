@@ -67,6 +67,8 @@ std::string ModelLabel(absl::string_view name, absl::string_view version) {
   return absl::StrCat(name, "@", version);
 }
 
+absl::string_view ServerMetrics::Version() { return BERTD_VERSION; }
+
 ServerMetrics::ServerMetrics() : ServerMetrics(BERTD_VERSION) {}
 
 ServerMetrics::ServerMetrics(absl::string_view build_version)

@@ -37,6 +37,8 @@ class ServerMetrics {
   ServerMetrics();
   // As above with an explicit version label, for tests and embedders.
   explicit ServerMetrics(absl::string_view build_version);
+  // The version this bertd was built as (CMake's project version).
+  static absl::string_view Version();
 
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;

@@ -12,6 +12,7 @@
 #include "bertd/v1/inference.grpc.pb.h"
 #include "bertd/v1/jobs.grpc.pb.h"
 #include "bertd/v1/models.grpc.pb.h"
+#include "bertd/v1/server.grpc.pb.h"
 
 namespace bertd::auth {
 namespace {
@@ -138,7 +139,8 @@ TEST(RolesTest, CoversEveryRpcOfTheProtos) {
   // A message of each file pulls in its descriptors, services included.
   const google::protobuf::FileDescriptor* files[] = {
       v1::ClassifyRequest::descriptor()->file(), v1::ListModelsRequest::descriptor()->file(),
-      v1::UploadDatasetRequest::descriptor()->file(), v1::SubmitJobRequest::descriptor()->file()};
+      v1::UploadDatasetRequest::descriptor()->file(), v1::SubmitJobRequest::descriptor()->file(),
+      v1::GetServerInfoRequest::descriptor()->file()};
   std::set<std::string> rpcs;
   for (const google::protobuf::FileDescriptor* file : files) {
     ASSERT_GT(file->service_count(), 0) << file->name();
