@@ -74,15 +74,7 @@ grpc::Status SlowUpload(const std::shared_ptr<grpc::Channel>& channel, const std
                         std::atomic<int>* sent = nullptr) {
   auto stub = v1::DatasetService::NewStub(channel);
   v1::Dataset dataset;
-  auto writer = stub->UploadDataset(context, &dataset);
-  v1::UploadDatasetRequest request;
-  auto* metadata = request.mutable_metadata();
-  metadata->set_name(name);
-  metadata->set_format("tsv");
-  metadata->set_has_header(true);
-  metadata->mutable_text()->set_name("sentence");
-  metadata->mutable_label()->set_name("label");
-  if (!writer->Write(request)) return writer->Finish();
+  auto writer = StartSst2Upload(stub.get(), name, context, &dataset);
   std::string rows = "sentence\tlabel\n";
   while (rows.size() < 64 * 1024) rows += "a perfectly ordinary sentence\t1\n";
   for (int i = 0; i < chunks; ++i) {

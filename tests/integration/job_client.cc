@@ -16,12 +16,10 @@ std::string Sst2DevRows(int rows) {
   return sample.str();
 }
 
-grpc::Status UploadSst2Tsv(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
-                           const std::string& bytes) {
-  auto stub = v1::DatasetService::NewStub(channel);
-  grpc::ClientContext context;
-  v1::Dataset dataset;
-  auto writer = stub->UploadDataset(&context, &dataset);
+std::unique_ptr<grpc::ClientWriter<v1::UploadDatasetRequest>> StartSst2Upload(
+    v1::DatasetService::Stub* stub, const std::string& name, grpc::ClientContext* context,
+    v1::Dataset* dataset) {
+  auto writer = stub->UploadDataset(context, dataset);
   v1::UploadDatasetRequest request;
   auto* metadata = request.mutable_metadata();
   metadata->set_name(name);
@@ -30,6 +28,15 @@ grpc::Status UploadSst2Tsv(const std::shared_ptr<grpc::Channel>& channel, const 
   metadata->mutable_text()->set_name("sentence");
   metadata->mutable_label()->set_name("label");
   writer->Write(request);
+  return writer;
+}
+
+grpc::Status UploadSst2Tsv(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
+                           const std::string& bytes) {
+  auto stub = v1::DatasetService::NewStub(channel);
+  grpc::ClientContext context;
+  v1::Dataset dataset;
+  auto writer = StartSst2Upload(stub.get(), name, &context, &dataset);
   v1::UploadDatasetRequest chunk;
   chunk.set_chunk(bytes);
   writer->Write(chunk);

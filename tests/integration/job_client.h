@@ -17,6 +17,12 @@ namespace bertd::testing {
 // The header and the first `rows` rows of SST-2 dev (shared/data/glue/SST-2/dev.tsv).
 std::string Sst2DevRows(int rows);
 
+// Opens an upload of a TSV dataset named `name` with columns sentence/label and sends its
+// metadata; the caller writes the chunks and finishes the stream.
+std::unique_ptr<grpc::ClientWriter<v1::UploadDatasetRequest>> StartSst2Upload(
+    v1::DatasetService::Stub* stub, const std::string& name, grpc::ClientContext* context,
+    v1::Dataset* dataset);
+
 // Streams `bytes` as a TSV dataset named `name` with columns sentence/label.
 grpc::Status UploadSst2Tsv(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
                            const std::string& bytes);

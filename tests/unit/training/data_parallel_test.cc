@@ -96,6 +96,19 @@ std::map<std::string, at::Tensor> WholeBatchGradients(TwoLayers& model, const at
   return grads;
 }
 
+// Every used parameter's gradient equals the whole batch's; the unused one has none.
+void ExpectWholeBatchGradients(TwoLayers& model, const std::map<std::string, at::Tensor>& expected,
+                               const std::string& where) {
+  for (const auto& p : model.named_parameters()) {
+    if (p.key().rfind("unused", 0) == 0) {
+      EXPECT_TRUE(NoGradient(p.value())) << where << ": " << p.key();
+      continue;
+    }
+    EXPECT_TRUE(torch::allclose(p.value().grad(), expected.at(p.key()), 1e-5, 1e-7))
+        << where << ": " << p.key();
+  }
+}
+
 TEST(RendezvousTest, ReadsTheLauncherVariablesAndNamesTheBadOne) {
   static std::map<std::string, std::string> env;
   auto getenv = [](const char* name) -> const char* {
@@ -158,14 +171,8 @@ TEST(DataParallelTest, GradientsAreSummedOverRanksAndUnusedParametersGetNone) {
       at::Tensor loss = model.forward(inputs.slice(0, 3 * rank, 3 * rank + 3)).pow(2).mean() / 2;
       group.ExpectBackward(loss);
       loss.backward();
-      for (const auto& p : model.named_parameters()) {
-        if (p.key().rfind("unused", 0) == 0) {
-          EXPECT_TRUE(NoGradient(p.value())) << p.key();
-          continue;
-        }
-        EXPECT_TRUE(torch::allclose(p.value().grad(), expected.at(p.key()), 1e-5, 1e-7))
-            << "rank " << rank << " iteration " << iteration << ": " << p.key();
-      }
+      ExpectWholeBatchGradients(model, expected,
+                                "rank " + std::to_string(rank) + " iteration " + std::to_string(iteration));
     }
     EXPECT_GE(group.TakeAllReduceSeconds(), 0.0);
   });
@@ -186,11 +193,7 @@ TEST(DataParallelTest, BackwardWithoutExpectBackwardAccumulatesLocallyUntilTheSy
     at::Tensor rest = model.forward(inputs.index({torch::tensor({rank + 2, rank + 4})})).pow(2).sum() / 6;
     group.ExpectBackward(rest);
     rest.backward();
-    for (const auto& p : model.named_parameters()) {
-      if (p.key().rfind("unused", 0) == 0) continue;
-      EXPECT_TRUE(torch::allclose(p.value().grad(), expected.at(p.key()), 1e-5, 1e-7))
-          << "rank " << rank << ": " << p.key();
-    }
+    ExpectWholeBatchGradients(model, expected, "rank " + std::to_string(rank));
   });
 }
 
