@@ -120,9 +120,12 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const TrainingArguments& args, model:
   };
   auto save = [&]() -> absl::Status {
     if (!leader) return absl::OkStatus();
+    const auto began = std::chrono::steady_clock::now();
     BERTD_RETURN_IF_ERROR(SaveCheckpoint(work_dir, model, *optimizer, state, args.save_total_limit));
-    Emit(hooks, "checkpoint", {{"step", state.global_step},
-                               {"path", (work_dir / absl::StrCat("checkpoint-", state.global_step)).string()}});
+    Emit(hooks, "checkpoint",
+         {{"step", state.global_step},
+          {"path", (work_dir / absl::StrCat("checkpoint-", state.global_step)).string()},
+          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count()}});
     return absl::OkStatus();
   };
 
