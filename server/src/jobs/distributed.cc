@@ -97,6 +97,27 @@ struct Rank {
   int exit_code = -1;    // from an "exit" line (external launcher), -1 = none yet
 };
 
+// One line of a rank's channel.
+void HandleLine(const json& line, Rank& rank, const std::vector<Rank>& all, JobContext& context) {
+  const std::string type = line.value("type", "");
+  if (type == "heartbeat") {
+    rank.samples_per_second = line.value("samples_per_second", 0.0);
+  } else if (type == "error") {
+    rank.error = absl::StrCat(line.value("code", "UNKNOWN"), ": ", line.value("message", ""));
+  } else if (type == "exit") {
+    rank.exit_code = line.value("code", 1);
+  } else if (type == "event" && rank.index == 0) {
+    const std::string event = line.value("event", "");
+    json payload = line.contains("payload") ? line["payload"] : json::object();
+    if (event == "progress") {
+      std::vector<double> rates;
+      for (const Rank& r : all) rates.push_back(r.samples_per_second);
+      payload["rank_samples_per_second"] = rates;
+    }
+    context.Emit(event, payload.dump()).IgnoreError();
+  }
+}
+
 // Reads what `rank` appended to its channel since the last call: heartbeats and errors for every
 // rank, events (rank 0) to the job, progress augmented with every rank's samples per second.
 void Poll(Rank& rank, const std::vector<Rank>& all, JobContext& context) {
@@ -117,22 +138,10 @@ void Poll(Rank& rank, const std::vector<Rank>& all, JobContext& context) {
     rank.heard = true;
     rank.last_heard = absl::Now();
     if (!line.is_object()) continue;
-    const std::string type = line.value("type", "");
-    if (type == "heartbeat") {
-      rank.samples_per_second = line.value("samples_per_second", 0.0);
-    } else if (type == "error") {
-      rank.error = absl::StrCat(line.value("code", "UNKNOWN"), ": ", line.value("message", ""));
-    } else if (type == "exit") {
-      rank.exit_code = line.value("code", 1);
-    } else if (type == "event" && rank.index == 0) {
-      const std::string event = line.value("event", "");
-      json payload = line.contains("payload") ? line["payload"] : json::object();
-      if (event == "progress") {
-        std::vector<double> rates;
-        for (const Rank& r : all) rates.push_back(r.samples_per_second);
-        payload["rank_samples_per_second"] = rates;
-      }
-      context.Emit(event, payload.dump()).IgnoreError();
+    try {
+      HandleLine(line, rank, all, context);
+    } catch (const json::exception&) {
+      // A line of the wrong shape is ignored like one that does not parse.
     }
   }
   rank.partial.erase(0, start);
