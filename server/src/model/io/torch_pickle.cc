@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/io/posix_file.h"
+#include "model/io/zip_directory.h"
 
 // Why not torch::pickle_load: LibTorch 1.13's unpickler turns collections.OrderedDict (what
 // model.state_dict() returns, so most torch.save'd checkpoints) into None and rejects the SETITEM
@@ -520,6 +521,32 @@ absl::StatusOr<TensorMap> ToTensorMap(const std::string& path, const PyObject& r
   return tensors;
 }
 
+// LibTorch's reader allocates each record's claimed size before reading it. torch.save stores
+// records uncompressed, so a record can hold no more bytes than the file: checking the directory
+// first keeps a forged size from costing gigabytes.
+absl::Status CheckRecordSizes(const std::string& path, const internal::OpenedFile& file) {
+  absl::StatusOr<std::vector<internal::ZipEntry>> entries =
+      internal::ReadZipDirectory(file.fd.get(), file.size, path);
+  if (!entries.ok()) {
+    if (entries.status().code() != absl::StatusCode::kInvalidArgument) return entries.status();
+    return Invalid(path, std::string(entries.status().message()));
+  }
+  for (const internal::ZipEntry& entry : *entries) {
+    if (entry.method != 0) {
+      return Invalid(path, absl::StrCat("record '", entry.name, "' is compressed (method ",
+                                        entry.method, "); torch.save stores records uncompressed"));
+    }
+    if (entry.uncompressed_size != entry.compressed_size ||
+        entry.local_header_offset > file.size ||
+        entry.compressed_size > file.size - entry.local_header_offset) {
+      return Invalid(path, absl::StrCat("record '", entry.name, "' claims ",
+                                        entry.uncompressed_size, " bytes, more than the ",
+                                        file.size, "-byte file holds"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TensorMap> ReadTorchCheckpointImpl(const std::string& path) {
   {
     BERTD_ASSIGN_OR_RETURN(internal::OpenedFile file, internal::OpenForRead(path));
@@ -536,6 +563,7 @@ absl::StatusOr<TensorMap> ReadTorchCheckpointImpl(const std::string& path) {
       return Invalid(path, absl::StrCat("not a torch.save zip archive (no PK\\x03\\x04 magic); ",
                                         hint));
     }
+    BERTD_RETURN_IF_ERROR(CheckRecordSizes(path, file));
   }
   try {
     caffe2::serialize::PyTorchStreamReader archive(path);

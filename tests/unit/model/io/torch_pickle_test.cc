@@ -306,6 +306,53 @@ TEST_F(TorchPickleTest, RejectsHostilePickles) {
   }
 }
 
+// Offset of `name`'s central directory entry (signature PK\x01\x02) in a zip archive's bytes.
+size_t DirectoryEntryOffset(const std::string& zip, const std::string& name) {
+  const size_t at = zip.rfind(name);
+  const size_t entry = zip.rfind(std::string("PK\x01\x02", 4), at);
+  EXPECT_NE(entry, std::string::npos) << name;
+  return entry;
+}
+
+void PutLe32(std::string& bytes, size_t at, uint32_t value) {
+  for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<char>(value >> (8 * i));
+}
+
+// LibTorch's zip reader allocates whatever size a record claims; a forged claim must be an error
+// before that happens, not a 4 GB allocation.
+TEST_F(TorchPickleTest, RejectsForgedRecordSizes) {
+  const std::string path = Path("forged.bin");
+  WriteArchive(path, OrderedDictPickle(), kOrderedDictRecords);
+  const std::string good = ReadBytes(path);
+  ASSERT_TRUE(ReadTorchCheckpoint(path).ok());
+  const size_t entry = DirectoryEntryOffset(good, "forged/data/0");
+
+  std::string forged = good;
+  PutLe32(forged, entry + 24, 0xfe00000f);  // uncompressed size
+  WriteBytes(path, forged);
+  absl::Status s = ReadTorchCheckpoint(path).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("record 'forged/data/0' claims 4261412879 bytes"));
+
+  forged = good;
+  forged[entry + 10] = 8;  // method: deflate
+  WriteBytes(path, forged);
+  s = ReadTorchCheckpoint(path).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("is compressed"));
+
+  forged = good;
+  // torch.save archives end with zip64 records; point the directory offset past the end.
+  const size_t zip64_end = good.rfind(std::string("PK\x06\x06", 4));
+  ASSERT_NE(zip64_end, std::string::npos);
+  PutLe32(forged, zip64_end + 48, static_cast<uint32_t>(good.size()));
+  WriteBytes(path, forged);
+  s = ReadTorchCheckpoint(path).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("central directory"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr(path));
+}
+
 TEST_F(TorchPickleTest, UnknownCallablesAreInert) {
   // A malicious pickle's "os.system" call must do nothing; the entry is just skipped.
   Pickle p;
