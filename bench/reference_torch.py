@@ -26,6 +26,9 @@ class Layer(nn.Module):
         self.inter = nn.Linear(hidden, inter)
         self.out = nn.Linear(inter, hidden)
         self.out_norm = nn.LayerNorm(hidden, eps=1e-12)
+        # Hugging Face's BertLayer drops out attention probabilities and both sublayer outputs
+        # (p = 0.1); in eval mode these are no-ops.
+        self.dropout = nn.Dropout(0.1)
 
     def forward(self, x, mask_bias):
         b, t, h = x.shape
@@ -36,9 +39,10 @@ class Layer(nn.Module):
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d) + mask_bias
-        ctx = torch.matmul(torch.softmax(scores, -1), v).transpose(1, 2).reshape(b, t, h)
-        x = self.attn_norm(self.attn_out(ctx) + x)
-        return self.out_norm(self.out(nn.functional.gelu(self.inter(x))) + x)
+        probs = self.dropout(torch.softmax(scores, -1))
+        ctx = torch.matmul(probs, v).transpose(1, 2).reshape(b, t, h)
+        x = self.attn_norm(self.dropout(self.attn_out(ctx)) + x)
+        return self.out_norm(self.dropout(self.out(nn.functional.gelu(self.inter(x)))) + x)
 
 
 class Bert(nn.Module):
