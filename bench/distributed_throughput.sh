@@ -38,7 +38,7 @@ run_one() {  # run_one WORLD_SIZE ROUND -> one TSV line
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   rm -rf "$WORK/data"
   "$BERTD" --data_dir="$WORK/data" --listen="127.0.0.1:$port" --metrics_listen= \
-    --training_threads="$(nproc)" --intra_op_threads=1 >"$WORK/bertd.log" 2>&1 &
+    --training_threads="${TRAINING_THREADS:-$(nproc)}" --intra_op_threads=1 >"$WORK/bertd.log" 2>&1 &
   local pid=$!
   for _ in $(seq 120); do "$BERTCTL" --server "127.0.0.1:$port" health >/dev/null 2>&1 && break; sleep 0.5; done
   local start end

@@ -240,8 +240,9 @@ Output identical to Hugging Face's on every text: **{identity.get('identical')}*
 | PyTorch 1.13 eager (Python) | {fmt(torch_train, 0)} | 1.00x |
 | bertd training path (LibTorch C++ BertImpl, `BM_TrainStep`) | {fmt(ours_train, 0)} | {fmt(ratio(ours_train, torch_train))}x |
 
-Training runs on LibTorch (OpenBLAS GEMMs, like PyTorch from Python); the oneDNN path is
-inference-only, so this ratio is about the C++ front end, not the kernels.
+Training runs on LibTorch (OpenBLAS GEMMs, like PyTorch from Python; both load the OpenMP build
+of OpenBLAS that `scripts/install-deps.sh` selects); the oneDNN path is inference-only, so this
+ratio is about the C++ front end, not the kernels.
 
 ### Startup and memory (bert-base classifier, one model loaded)
 

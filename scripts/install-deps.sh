@@ -10,8 +10,9 @@ PACKAGES=(
   libgloo-dev
   # The fast inference path: oneDNN, the same library (2.6) Debian's LibTorch links.
   libdnnl-dev
-  # Without OpenBLAS, Debian's LibTorch falls back to the reference BLAS (~40x slower GEMMs).
-  libopenblas0-pthread
+  # Without OpenBLAS, Debian's LibTorch falls back to the reference BLAS (~40x slower GEMMs); the
+  # OpenMP build shares LibTorch's threads (scripts/select-openmp-blas.sh says why).
+  libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
   libsqlite3-dev nlohmann-json3-dev libutf8proc-dev
@@ -35,11 +36,13 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# LibTorch's dependencies may have brought OpenBLAS's pthreads build too; it must not be the one
+# libblas.so.3 points to.
+"$(dirname "${BASH_SOURCE[0]}")/select-openmp-blas.sh"

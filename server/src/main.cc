@@ -1,5 +1,6 @@
 // bertd: flags -> config -> wiring -> serve -> drain. The only place that constructs and wires
 // every module, and that orders shutdown.
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -172,6 +173,20 @@ int RunWorkerMode(const std::string& plan_path) {
   return jobs::RunWorker(plan_path, *rendezvous);
 }
 
+// OpenBLAS's pthreads build keeps its own spinning threads beside LibTorch's OpenMP ones; on few
+// cores the two pools fight and LibTorch's forward and training run about 2x slower.
+void WarnIfBlasCompetesWithOpenMp() {
+  using GetParallel = int (*)();
+  auto get_parallel =
+      reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  if (get_parallel != nullptr && get_parallel() == 1) {
+    std::fprintf(stderr,
+                 "bertd: warning: OpenBLAS uses its own pthreads, which compete with LibTorch's "
+                 "OpenMP threads (training about 2x slower); install libopenblas0-openmp and run "
+                 "scripts/select-openmp-blas.sh (docs/operations.md, \"Threads and BLAS\")\n");
+  }
+}
+
 int Run(const ServerConfig& config) {
   // Signals are taken by sigwait() in this thread only; every thread created below inherits
   // the blocked mask, so none of them is interrupted.
@@ -184,6 +199,7 @@ int Run(const ServerConfig& config) {
   // LibTorch defaults to one intra-op thread here; inter-op parallelism is unused by inference.
   at::set_num_threads(config.intra_op_threads);
   at::set_num_interop_threads(1);
+  WarnIfBlasCompetesWithOpenMp();
 
   // Credentials first: a wrong file fails the start before anything is loaded.
   auto credentials = auth::MakeServerCredentials(config.tls);
