@@ -5,6 +5,7 @@
 #   scripts/sanitizers.sh address     # ASan + UBSan (-fno-sanitize-recover: UB aborts the test)
 #   scripts/sanitizers.sh thread      # TSan
 #   CTEST_ARGS="-R Batcher" scripts/sanitizers.sh thread
+#   TARGETS="batcher_test jobs_test" scripts/sanitizers.sh thread   # build and run only these
 #
 # TSan needs every library whose locks guard our data to be instrumented. Debian's Abseil is not:
 # absl::Mutex would look like no lock at all and every guarded field like a race. So the thread
@@ -61,6 +62,16 @@ EOF
   *) echo "mode: expected address or thread, got $mode" >&2; exit 2 ;;
 esac
 
+if [[ -n ${TARGETS:-} ]]; then
+  # A subset: build these test executables only and run each whole.
+  cmake --build "$build" -j "$JOBS" --target $TARGETS
+  for target in $TARGETS; do
+    exe=$(find "$build/tests" -type f -name "$target" -perm -u+x | head -1)
+    echo "== $target"
+    "$exe" --gtest_brief=1
+  done
+  exit 0
+fi
 cmake --build "$build" -j "$JOBS"
 # Sanitized binaries are slower: generous per-test time, and the servers' children inherit the
 # options above.
