@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "model/io/little_endian.h"
 #include "model/io/posix_file.h"
 
 // Tensor bytes are copied verbatim between file and memory; the format is little-endian.
@@ -211,8 +212,7 @@ absl::StatusOr<TensorMap> ReadSafetensorsImpl(const std::string& path,
   unsigned char prefix[8];
   BERTD_ASSIGN_OR_RETURN(size_t got, internal::PreadFully(fd, prefix, 8, 0, path));
   if (got != 8) return absl::DataLossError(absl::StrCat(path, ": file shrank while reading"));
-  uint64_t header_size = 0;
-  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | prefix[i];
+  const uint64_t header_size = internal::LoadLittleEndian(prefix, 8);
   if (header_size > kMaxHeaderBytes) {
     return Corrupt(path, absl::StrCat("header length ", header_size, " exceeds the limit of ",
                                       kMaxHeaderBytes, " bytes"));

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "model/io/little_endian.h"
 #include "model/io/posix_file.h"
 #include "model/io/zip_directory.h"
 
@@ -147,9 +148,7 @@ absl::StatusOr<const char*> Unpickler::Take(size_t n) {
 
 absl::StatusOr<uint64_t> Unpickler::ReadLe(size_t n) {
   BERTD_ASSIGN_OR_RETURN(const char* p, Take(n));
-  uint64_t v = 0;
-  for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
+  return internal::LoadLittleEndian(p, n);
 }
 
 absl::StatusOr<std::string> Unpickler::ReadLine() {

@@ -1,12 +1,12 @@
 #include "model/io/zip_directory.h"
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/io/little_endian.h"
 #include "model/io/posix_file.h"
 
 namespace bertd::model::internal {
@@ -25,11 +25,7 @@ constexpr uint16_t kZip64ExtraId = 0x0001;
 // A state dict has one record per tensor; this bounds memory on hostile directories.
 constexpr uint64_t kMaxDirectoryBytes = uint64_t{64} << 20;
 
-uint64_t Le(const char* p, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
+uint64_t Le(const char* p, size_t n) { return LoadLittleEndian(p, n); }
 
 // The caller names the file; I/O errors (from PreadFully) name it themselves.
 absl::Status Invalid(const std::string& problem) {
@@ -45,8 +41,7 @@ absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, size_t n, const std:
 
 // Sizes and offset that do not fit 32 bits are 0xffffffff in the entry and follow, in this
 // order, in the zip64 extra field.
-absl::Status ApplyZip64Extra(const char* extra, size_t extra_size, ZipEntry& entry,
-                             const std::string& path) {
+absl::Status ApplyZip64Extra(const char* extra, size_t extra_size, ZipEntry& entry) {
   const bool need_uncompressed = entry.uncompressed_size == 0xffffffff;
   const bool need_compressed = entry.compressed_size == 0xffffffff;
   const bool need_offset = entry.local_header_offset == 0xffffffff;
@@ -143,7 +138,7 @@ absl::StatusOr<std::vector<ZipEntry>> ReadZipDirectory(int fd, uint64_t file_siz
     entry.local_header_offset = Le(h + 42, 4);
     entry.name.assign(h + kDirectoryEntrySize, name_size);
     BERTD_RETURN_IF_ERROR(
-        ApplyZip64Extra(h + kDirectoryEntrySize + name_size, extra_size, entry, path));
+        ApplyZip64Extra(h + kDirectoryEntrySize + name_size, extra_size, entry));
     entries.push_back(std::move(entry));
     pos += kDirectoryEntrySize + name_size + extra_size + comment_size;
   }
