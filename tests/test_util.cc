@@ -54,4 +54,13 @@ std::string MakeTempDir(const std::string& prefix) {
   return base.string();
 }
 
+void TempDirTest::SetUp() {
+  dir_ = MakeTempDir(::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name());
+}
+
+void TempDirTest::TearDown() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
 }  // namespace bertd::testing

@@ -13,6 +13,17 @@ const std::string& SharedDir();
 // A fresh empty directory under the test temp dir, removed by the caller's fixture if it wants.
 std::string MakeTempDir(const std::string& prefix);
 
+// A fixture that gives each test a fresh directory (named after its suite) and removes it after.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  // `name` inside the test's directory.
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+
+  std::string dir_;
+};
+
 // Copies the tiny-bert fixture `fixture` ("classifier", "pretraining" or "qa") into a model
 // repository as <repository>/<name>/<version>/ (config.json, vocab.txt, model.safetensors).
 void InstallFixtureModel(const std::string& fixture, const std::string& repository,

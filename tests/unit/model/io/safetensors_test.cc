@@ -68,14 +68,8 @@ at::Tensor RandomBits(at::IntArrayRef shape, at::ScalarType dtype, uint64_t seed
   return t;
 }
 
-class SafetensorsTest : public ::testing::Test {
+class SafetensorsTest : public bertd::testing::TempDirTest {
  protected:
-  void SetUp() override { dir_ = bertd::testing::MakeTempDir("safetensors_test"); }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   // A small valid file's bytes: three tensors of different dtypes and a metadata map.
   std::string SmallFileBytes() {
@@ -94,8 +88,6 @@ class SafetensorsTest : public ::testing::Test {
     WriteBytes(path, LengthPrefix(header.size()) + header + data);
     return ReadSafetensors(path).status();
   }
-
-  std::string dir_;
 };
 
 void ExpectCorrupt(const absl::Status& status, const std::string& path,

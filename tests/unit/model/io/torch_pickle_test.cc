@@ -113,17 +113,7 @@ const std::vector<std::pair<std::string, std::string>> kOrderedDictRecords = {
     {"data/1", std::string("\x05\0\0\0\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff", 16)},
 };
 
-class TorchPickleTest : public ::testing::Test {
- protected:
-  void SetUp() override { dir_ = bertd::testing::MakeTempDir("torch_pickle_test"); }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-
-  std::string dir_;
-};
+class TorchPickleTest : public bertd::testing::TempDirTest {};
 
 TEST_F(TorchPickleTest, ReadsClassifierFixture) {
   BERTD_REQUIRE_SHARED(kClassifierBin);

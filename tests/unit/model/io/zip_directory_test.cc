@@ -1,12 +1,9 @@
 #include "model/io/zip_directory.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdint>
-#include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -104,23 +101,15 @@ struct ZipBuilder {
   }
 };
 
-class ZipDirectoryTest : public ::testing::Test {
+class ZipDirectoryTest : public bertd::testing::TempDirTest {
  protected:
-  void SetUp() override { dir_ = bertd::testing::MakeTempDir("zip_directory_test"); }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   absl::StatusOr<std::vector<ZipEntry>> Read(const std::string& bytes) {
-    const std::string path = dir_ + "/archive.zip";
+    const std::string path = Path("archive.zip");
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
     absl::StatusOr<OpenedFile> file = OpenForRead(path);
     if (!file.ok()) return file.status();
     return ReadZipDirectory(file->fd.get(), file->size, path);
   }
-
-  std::string dir_;
 };
 
 TEST_F(ZipDirectoryTest, ListsEntriesInOrder) {
