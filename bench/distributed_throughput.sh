@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/local_server.sh
+source "$ROOT/scripts/lib/local_server.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 SHARED=${BERTD_SHARED_DIR:-$ROOT/../shared}
 PRESET=${PRESET:-mini}
@@ -35,12 +37,12 @@ head -n 4001 "$TRAIN" >"$WORK/train.tsv"
 
 run_one() {  # run_one WORLD_SIZE ROUND -> one TSV line
   local world=$1 round=$2 port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   rm -rf "$WORK/data"
   "$BERTD" --data_dir="$WORK/data" --listen="127.0.0.1:$port" --metrics_listen= \
     --training_threads="${TRAINING_THREADS:-$(nproc)}" --intra_op_threads=1 >"$WORK/bertd.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 120); do "$BERTCTL" --server "127.0.0.1:$port" health >/dev/null 2>&1 && break; sleep 0.5; done
+  wait_until_healthy "$WORK/bertd.log" "$BERTCTL" --server "127.0.0.1:$port" health
   local start end
   start=$(date +%s.%N)
   "$BERTCTL" --server "127.0.0.1:$port" submit-job --task sequence_classification \

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/local_server.sh
+source "$ROOT/scripts/lib/local_server.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 SHARED=${BERTD_SHARED_DIR:-$ROOT/../shared}
 BASE_MODEL_DIR=${BASE_MODEL_DIR:-$SHARED/fixtures/tiny-bert/classifier}
@@ -34,7 +36,7 @@ echo "build type: $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCac
 WORK=$(mktemp -d /tmp/glue-quality.XXXXXX)
 mkdir -p "$WORK/data/models/tiny/1"
 for f in config.json vocab.txt model.safetensors; do cp "$BASE_MODEL_DIR/$f" "$WORK/data/models/tiny/1/"; done
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$BERTD" --data_dir="$WORK/data" --listen="127.0.0.1:$PORT" --metrics_listen=127.0.0.1:0 \
   --intra_op_threads="$THREADS" --training_threads="$THREADS" >"$WORK/bertd.log" 2>&1 &
 BERTD_PID=$!
@@ -44,8 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 CTL=("$BERTCTL" --server "127.0.0.1:$PORT")
-for _ in $(seq 120); do "${CTL[@]}" health --model tiny >/dev/null 2>&1 && break; sleep 0.5; done
-"${CTL[@]}" health --model tiny >/dev/null || { cat "$WORK/bertd.log" >&2; exit 1; }
+wait_until_healthy "$WORK/bertd.log" "${CTL[@]}" health --model tiny
 
 SST2_TRAIN=$GLUE/SST-2/train.tsv
 if [[ -n ${SST2_TRAIN_ROWS:-} ]]; then

@@ -10,14 +10,16 @@
 # PRESET (default tiny), PRETRAIN_STEPS (default 3000), PRETRAIN_BATCH (default 32),
 # PRETRAIN_LR (default 1e-3), PRETRAIN_WARMUP (warmup ratio, default 0.05), VOCAB_SIZE (default
 # 8000), SST2_TRAIN_ROWS (fine-tune on the first N rows of SST-2 train.tsv, "all" for every row;
-# default 8000),
-# SST2_EPOCHS (default 1), COLA_EPOCHS (default 2), FT_LR (fine-tuning learning rate, default 5e-4), THREADS (default nproc),
-# SEEDS (fine-tuning seeds, default "42": one run of each comparison per seed), TASKS (default
-# "sst2 cola"), NO_BUILD=1 (skip the build), KEEP=1 keeps the temp data dir, REUSE=DIR fine-tunes
-# against the pretrained model of a kept run instead of pretraining again.
+# default 8000), SST2_EPOCHS (default 1), COLA_EPOCHS (default 2), FT_LR (fine-tuning learning
+# rate, default 5e-4), THREADS (default nproc), SEEDS (fine-tuning seeds, default "42": one run
+# of each comparison per seed), TASKS (default "sst2 cola"), NO_BUILD=1 (skip the build), KEEP=1
+# keeps the temp data dir, REUSE=DIR fine-tunes against the pretrained model of a kept run instead
+# of pretraining again.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/local_server.sh
+source "$ROOT/scripts/lib/local_server.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 SHARED=${BERTD_SHARED_DIR:-$ROOT/../shared}
 PRESET=${PRESET:-tiny}
@@ -27,6 +29,7 @@ PRETRAIN_LR=${PRETRAIN_LR:-1e-3}
 PRETRAIN_WARMUP=${PRETRAIN_WARMUP:-0.05}
 VOCAB_SIZE=${VOCAB_SIZE:-8000}
 SST2_TRAIN_ROWS=${SST2_TRAIN_ROWS:-8000}
+SST2_EPOCHS=${SST2_EPOCHS:-1}
 COLA_EPOCHS=${COLA_EPOCHS:-2}
 FT_LR=${FT_LR:-5e-4}
 THREADS=${THREADS:-$(nproc)}
@@ -53,7 +56,7 @@ else
   WORK=$(mktemp -d /tmp/pretraining-quality.XXXXXX)
 fi
 mkdir -p "$WORK/data"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$BERTD" --data_dir="$WORK/data" --listen="127.0.0.1:$PORT" --metrics_listen=127.0.0.1:0 \
   --intra_op_threads="$THREADS" --training_threads="$THREADS" >"$WORK/bertd.log" 2>&1 &
 BERTD_PID=$!
@@ -63,8 +66,7 @@ cleanup() {
 }
 trap cleanup EXIT
 CTL=("$BERTCTL" --server "127.0.0.1:$PORT")
-for _ in $(seq 120); do "${CTL[@]}" health >/dev/null 2>&1 && break; sleep 0.5; done
-"${CTL[@]}" health >/dev/null || { cat "$WORK/bertd.log" >&2; exit 1; }
+wait_until_healthy "$WORK/bertd.log" "${CTL[@]}" health
 
 RESULTS=()
 seconds_since() { echo "$(date +%s.%N) - $1" | bc | xargs printf '%.0f'; }
@@ -83,7 +85,6 @@ if [[ -z ${REUSE:-} ]]; then
 
   # The vocabulary on its own (the pretraining job learns the same one from the same text).
   "${CTL[@]}" vocab train "$CORPUS" --vocab-size "$VOCAB_SIZE" --out "$WORK/vocab.txt"
-
 
   start=$(date +%s.%N)
   "${CTL[@]}" submit-job --task pretraining --train "$CORPUS" --base-model "scratch:$PRESET" \
@@ -120,7 +121,7 @@ finetune() {
   echo "${RESULTS[-1]}"
 }
 
-SST2=(--train "$WORK/sst2-train.tsv" --eval "$GLUE/SST-2/dev.tsv" --set num_train_epochs="${SST2_EPOCHS:-1}")
+SST2=(--train "$WORK/sst2-train.tsv" --eval "$GLUE/SST-2/dev.tsv" --set num_train_epochs="$SST2_EPOCHS")
 COLA=(--train "$GLUE/CoLA/in_domain_train.tsv" --eval "$GLUE/CoLA/in_domain_dev.tsv"
       --no-header --text 3 --label 1 --set num_train_epochs="$COLA_EPOCHS")
 for seed in $SEEDS; do

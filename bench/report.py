@@ -166,7 +166,7 @@ def main():
             f"In this run ONNX Runtime computes at {ort_share:.0f}% of the fp32 GEMM ceiling (batch 32), "
             f"so 1.2x ONNX Runtime needs {1.2 * ort_share:.0f}% of it; bertd fp32 reaches "
             f"{share(fp32[1], gemm['fp32']):.0f}%. 2.2x ONNX Runtime in bf16 needs "
-            f"{2.2 * ort[32] * flops_per_seq / 1e9 / gemm['bf16'] * 100:.0f}% of the bf16 ceiling; "
+            f"{2.2 * share(ort[32], gemm['bf16']):.0f}% of the bf16 ceiling; "
             f"bertd bf16 reaches {share(bf16[1], gemm['bf16']):.0f}% at batch 32 and "
             f"{share(bf16[0], gemm['bf16']):.0f}% at batch 1. What is left is mostly attention and "
             "the element-wise passes between the GEMMs.")

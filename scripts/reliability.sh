@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/local_server.sh
+source "$ROOT/scripts/lib/local_server.sh"
 BUILD=${BUILD_DIR:-$ROOT/build}
 SHARED=${BERTD_SHARED_DIR:-$ROOT/../shared}
 LOAD_SECONDS=${LOAD_SECONDS:-180}
@@ -41,14 +43,13 @@ STARTED=$(date -u '+%F %H:%M')
 # --- load --------------------------------------------------------------------------------------
 mkdir -p "$WORK/data/models/classifier/1"
 cp "$SHARED"/fixtures/tiny-bert/classifier/{config.json,vocab.txt,model.safetensors} "$WORK/data/models/classifier/1/"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$BUILD/server/bertd" --data_dir="$WORK/data" --listen="127.0.0.1:$PORT" --metrics_listen= \
   --max_queue_size="$MAX_QUEUE_SIZE" --intra_op_threads=1 --training_threads=1 --cpu_workers=1 \
   >"$WORK/bertd.log" 2>&1 &
 BERTD_PID=$!
 CTL=("$BUILD/client/bertctl" --server "127.0.0.1:$PORT")
-for _ in $(seq 120); do "${CTL[@]}" health >/dev/null 2>&1 && break; sleep 0.5; done
-"${CTL[@]}" health >/dev/null
+wait_until_healthy "$WORK/bertd.log" "${CTL[@]}" health
 
 # A training job that runs through the whole load phase.
 head -n 2001 "$SHARED/data/glue/SST-2/train.tsv" >"$WORK/train.tsv"
