@@ -13,11 +13,19 @@ if(BERTD_SANITIZE)
   endif()
 endif()
 
-function(bertd_target_settings target)
-  target_compile_options(${target} PRIVATE ${BERTD_WARNINGS} ${_bertd_sanitize_flags})
+# Sanitizers go on every target, generated protobuf code included: TSan changes the layout of a
+# protobuf class in its header (MapFieldBase), so code built with and without it must never
+# share a message type.
+function(bertd_sanitize target)
   if(_bertd_sanitize_flags)
+    target_compile_options(${target} PRIVATE ${_bertd_sanitize_flags})
     target_link_options(${target} PUBLIC ${_bertd_sanitize_flags})
   endif()
+endfunction()
+
+function(bertd_target_settings target)
+  target_compile_options(${target} PRIVATE ${BERTD_WARNINGS})
+  bertd_sanitize(${target})
 endfunction()
 
 # Targets that include LibTorch share one precompiled header per target.

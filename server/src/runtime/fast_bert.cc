@@ -14,6 +14,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/omp_fork_join.h"
 
 namespace bertd::runtime {
 namespace {
@@ -84,8 +85,10 @@ inline uint16_t ToBf16Bits(float value) {
 // cache, where oneDNN 2.6's layer_normalization (simple_layer_normalization) took ~10x longer.
 void LayerNormRows(float* x, uint16_t* bf16, int64_t rows, int64_t h, const float* gamma,
                    const float* beta, float eps) {
+  OmpForkJoin fork_join;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
+    OmpForkJoin::Worker worker(fork_join);
     float* row = x + r * h;
     float sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -301,8 +304,10 @@ struct FastBert::Impl {
     const float* qkv_data = qkv.As<float>();
     float* ctx_data = ctx.As<float>();
     uint16_t* ctx_bf16 = act_type == dt::bf16 ? ctxb.As<uint16_t>() : nullptr;
+    OmpForkJoin fork_join;
 #pragma omp parallel
     {
+      OmpForkJoin::Worker worker(fork_join);
       const int thread = omp_get_thread_num();
       float* s = scores.As<float>() + thread * longest * longest;
       dnnl::stream& thread_stream = streams[thread];
@@ -476,15 +481,19 @@ absl::Status FastBert::Forward(const std::vector<SequenceView>& sequences, float
       spans.emplace_back(offset, seq.length);
       offset += seq.length;
     }
+    {
+      OmpForkJoin fork_join;
 #pragma omp parallel for schedule(static)
-    for (size_t s = 0; s < sequences.size(); ++s) {
-      const SequenceView& seq = sequences[s];
-      for (int t = 0; t < seq.length; ++t) {
-        float* row = x + (spans[s].first + t) * h;
-        const float* w = m.word + static_cast<int64_t>(seq.ids[t]) * h;
-        const float* p = m.position + static_cast<int64_t>(t) * h;
-        const float* y = m.token_type + (seq.type_ids ? seq.type_ids[t] : 0) * h;
-        for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + y[j];
+      for (size_t s = 0; s < sequences.size(); ++s) {
+        OmpForkJoin::Worker worker(fork_join);
+        const SequenceView& seq = sequences[s];
+        for (int t = 0; t < seq.length; ++t) {
+          float* row = x + (spans[s].first + t) * h;
+          const float* w = m.word + static_cast<int64_t>(seq.ids[t]) * h;
+          const float* p = m.position + static_cast<int64_t>(t) * h;
+          const float* y = m.token_type + (seq.type_ids ? seq.type_ids[t] : 0) * h;
+          for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + y[j];
+        }
       }
     }
     std::memset(x + total * h, 0, (rows - total) * h * sizeof(float));
