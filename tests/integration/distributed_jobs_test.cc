@@ -11,6 +11,7 @@
 #include <fcntl.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -59,6 +60,10 @@ pid_t StartExternalWorker(const std::string& plan, int rank, int world_size, int
   std::vector<std::string> env = {"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port),
                                   "WORLD_SIZE=" + std::to_string(world_size),
                                   "RANK=" + std::to_string(rank), "PATH=/usr/bin:/bin"};
+  // A sanitizer build's options (suppressions, exit codes) must reach this child too.
+  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"}) {
+    if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
+  }
   std::vector<char*> argv, envp;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -172,11 +177,17 @@ class DistributedJobsTest : public ::testing::Test {
     }
   }
 
-  // Waits for the job's first progress event at or after `step`.
+  // Waits for the job's first progress event at or after `step`; a job that ends first fails
+  // the test with its error and the server's log.
   void WaitForStep(const std::string& job_id, int64_t step) {
-    WatchJob(server_->channel(), job_id,
-             [&](const v1::JobEvent& event) { return !(event.has_progress() && event.progress().step() >= step); },
-             std::chrono::seconds(120));
+    bool reached = false;
+    WatchJob(server_->channel(), job_id, [&](const v1::JobEvent& event) {
+      reached = event.has_progress() && event.progress().step() >= step;
+      return !reached;
+    }, std::chrono::seconds(120));
+    const v1::Job job = GetJob(server_->channel(), job_id);
+    ASSERT_TRUE(reached) << "step " << step << " not reached; job state " << v1::JobState_Name(job.state())
+                         << ": " << job.error() << "\n" << server_->log();
   }
 
   void ExpectServerHealthy() {
@@ -229,7 +240,7 @@ TEST_F(DistributedJobsTest, AKilledWorkerFailsTheJobWithinTheTimeout) {
   spec.mutable_hyperparameters()->set_max_steps(100000);
   spec.mutable_distributed()->set_timeout_seconds(10);
   v1::Job job = SubmitJob(server_->channel(), spec);
-  WaitForStep(job.id(), 3);
+  ASSERT_NO_FATAL_FAILURE(WaitForStep(job.id(), 3));
   std::map<int, pid_t> workers = WorkerProcesses(data_dir_);
   ASSERT_EQ(workers.size(), 2u);
   const auto killed = Clock::now();
@@ -249,7 +260,7 @@ TEST_F(DistributedJobsTest, AStoppedWorkerFailsTheJobAfterTheTimeoutInsteadOfHan
   spec.mutable_hyperparameters()->set_max_steps(100000);
   spec.mutable_distributed()->set_timeout_seconds(4);
   v1::Job job = SubmitJob(server_->channel(), spec);
-  WaitForStep(job.id(), 3);
+  ASSERT_NO_FATAL_FAILURE(WaitForStep(job.id(), 3));
   std::map<int, pid_t> workers = WorkerProcesses(data_dir_);
   ASSERT_EQ(workers.size(), 2u);
   const auto stopped = Clock::now();
@@ -403,7 +414,7 @@ TEST_F(DistributedJobsTest, CancellingAnExternalJobStopsItsWorkersThroughTheStop
   const int port = PickFreePort();
   const pid_t rank0 = StartExternalWorker(plan, 0, 2, port);
   const pid_t rank1 = StartExternalWorker(plan, 1, 2, port);
-  WaitForStep(job.id(), 3);
+  ASSERT_NO_FATAL_FAILURE(WaitForStep(job.id(), 3));
   auto stub = v1::JobService::NewStub(server_->channel());
   v1::CancelJobRequest cancel;
   cancel.set_job_id(job.id());
