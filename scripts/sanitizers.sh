@@ -100,10 +100,24 @@ EOF
       -DCMAKE_PREFIX_PATH="$absl_prefix" -DCMAKE_BUILD_RPATH="$runtime_lib;$absl_prefix/lib" \
       -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags \
       -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/scripts/tsan.supp}
+    # Reports go to files, one per process: a server's, worker's or bertctl's report is kept even
+    # when its test prints nothing of the child's output (checked at the end).
+    reports=$ROOT/$build/tsan-reports
+    rm -rf "$reports" && mkdir -p "$reports"
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$ROOT/scripts/tsan.supp:log_path=$reports/report}
     ;;
   *) echo "mode: expected address or thread, got $mode" >&2; exit 2 ;;
 esac
+
+# Fails the run when any process wrote a TSan report, and shows the first lines of each.
+check_reports() {
+  [[ -n ${reports:-} ]] || return 0
+  local files=("$reports"/report*)
+  [[ -e ${files[0]} ]] || { echo "no TSan report in $reports"; return 0; }
+  for file in "${files[@]}"; do echo "== $file"; head -40 "$file"; done
+  echo "${#files[@]} TSan report file(s) in $reports" >&2
+  return 1
+}
 
 if [[ -n ${TARGETS:-} ]]; then
   # A subset: build these test executables only and run each whole.
@@ -113,6 +127,7 @@ if [[ -n ${TARGETS:-} ]]; then
     echo "== $target"
     "$exe" --gtest_brief=1
   done
+  check_reports
   exit 0
 fi
 cmake --build "$build" -j "$JOBS"
@@ -121,3 +136,4 @@ cmake --build "$build" -j "$JOBS"
 # deploy.* check the shipped binary's Debian packages, which a sanitizer build cannot match.
 (cd "$build" && ctest -L 'unit|integration' -E '^deploy[.]' -j "$JOBS" --output-on-failure \
   --timeout 1800 ${CTEST_ARGS:-})
+check_reports
