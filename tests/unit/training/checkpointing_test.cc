@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 
 // A run in miniature: a small classifier, its AdamW, and steps taken with fixed gradients.
 struct TrainingRun {
+  // `model` is declared before `optimizer`, so Parameters() builds it before AdamW takes its parameters.
   explicit TrainingRun(int seed) : model(nullptr), optimizer(Parameters(seed, &model), Options()) {}
 
   static std::vector<at::Tensor> Parameters(int seed, model::Bert* out) {
