@@ -101,10 +101,13 @@ EOF
       -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags \
       -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags
     # Reports go to files, one per process: a server's, worker's or bertctl's report is kept even
-    # when its test prints nothing of the child's output (checked at the end).
-    reports=$ROOT/$build/tsan-reports
-    rm -rf "$reports" && mkdir -p "$reports"
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$ROOT/scripts/tsan.supp:log_path=$reports/report}
+    # when its test prints nothing of the child's output (checked at the end). Options of the
+    # caller's own are used as given, and their reports go wherever they say.
+    if [[ -z ${TSAN_OPTIONS:-} ]]; then
+      reports=$ROOT/$build/tsan-reports
+      rm -rf "$reports" && mkdir -p "$reports"
+      export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$ROOT/scripts/tsan.supp:log_path=$reports/report
+    fi
     ;;
   *) echo "mode: expected address or thread, got $mode" >&2; exit 2 ;;
 esac
