@@ -185,9 +185,10 @@ class DistributedJobsTest : public ::testing::Test {
       reached = event.has_progress() && event.progress().step() >= step;
       return !reached;
     }, std::chrono::seconds(120));
+    if (reached) return;
     const v1::Job job = GetJob(server_->channel(), job_id);
-    ASSERT_TRUE(reached) << "step " << step << " not reached; job state " << v1::JobState_Name(job.state())
-                         << ": " << job.error() << "\n" << server_->log();
+    FAIL() << "step " << step << " not reached; job state " << v1::JobState_Name(job.state())
+           << ": " << job.error() << "\n" << server_->log();
   }
 
   void ExpectServerHealthy() {
