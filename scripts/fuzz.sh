@@ -6,7 +6,8 @@
 # regression input.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default 30 s, every target)
-#   BERTD_FUZZ_BUILD_DIR (default build-fuzz), JOBS (default 2)
+#   BERTD_FUZZ_BUILD_DIR (default build-fuzz), JOBS (default 2), FUZZ_MAX_LEN (default 1 MiB: the
+#   hostile inputs worth finding, such as 400 KB of nested brackets, are large)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,7 @@ for target in "${targets[@]}"; do
   echo "== $target: fuzzing for ${seconds}s"
   # New inputs go to $work (first directory); the seeds in the repository are only read.
   if ! "$binary" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 \
-       -max_len=16384 -print_final_stats=1 -artifact_prefix="$artifacts/" \
+       -max_len="${FUZZ_MAX_LEN:-1048576}" -print_final_stats=1 -artifact_prefix="$artifacts/" \
        "$work" "$seeds" 2>"$artifacts/fuzz.log"; then
     tail -60 "$artifacts/fuzz.log"
     failed+=("$target")

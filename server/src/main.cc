@@ -30,6 +30,7 @@
 #include "api/server_service.h"
 #include "auth/authorizer.h"
 #include "auth/tls.h"
+#include "common/json.h"
 #include "inference/bert_servable.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
@@ -73,6 +74,9 @@ ABSL_FLAG(int, max_queue_size, 1024,
 ABSL_FLAG(int, max_inputs_per_request, 256, "Most texts (or pairs) in one request");
 ABSL_FLAG(int64_t, max_text_bytes, 64 * 1024, "Longest text field accepted, in bytes");
 ABSL_FLAG(int, max_message_bytes, 16 * 1024 * 1024, "Largest gRPC message received, in bytes");
+ABSL_FLAG(int, max_json_depth, bertd::kDefaultMaxJsonDepth,
+          "Deepest nesting of arrays and objects in JSON read from outside (datasets, config.json, "
+          "tokenizer files, weight indexes); deeper files are refused with INVALID_ARGUMENT");
 ABSL_FLAG(int, shutdown_grace_seconds, 20,
           "On SIGTERM/SIGINT, how long requests in flight may take to finish");
 ABSL_FLAG(int, cpu_workers, 1,
@@ -434,6 +438,7 @@ int main(int argc, char** argv) {
       "bertd serves and trains BERT models over gRPC.\n"
       "  bertd --data_dir=./var --listen=0.0.0.0:50051");
   absl::ParseCommandLine(argc, argv);
+  bertd::SetMaxJsonDepth(absl::GetFlag(FLAGS_max_json_depth));
   if (const std::string plan = absl::GetFlag(FLAGS_worker_plan); !plan.empty()) {
     return bertd::RunWorkerMode(plan);
   }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 
 namespace bertd::client {
 namespace {
@@ -53,8 +54,11 @@ absl::StatusOr<nlohmann::json> ParseConfigText(const std::string& text, bool yam
           absl::StrCat(source_name, ": line ", e.mark.line + 1, ": ", e.msg));
     }
   } else {
-    config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source_name, ": not valid JSON"));
+    absl::StatusOr<nlohmann::json> parsed = ParseJson(text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", parsed.status().message()));
+    }
+    config = *std::move(parsed);
   }
   if (!config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source_name, ": expected a mapping of job fields"));

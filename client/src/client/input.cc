@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/json.h"
 
 namespace bertd::client {
 namespace {
@@ -55,7 +56,9 @@ absl::StatusOr<InputRecord> ParseInputLine(absl::string_view line, bool split_ta
   line = absl::StripSuffix(line, "\r");
   InputRecord record;
   if (!line.empty() && line.front() == '{') {
-    nlohmann::json object = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    absl::StatusOr<nlohmann::json> parsed = ParseJson(line);
+    if (!parsed.ok()) return parsed.status();
+    const nlohmann::json& object = *parsed;
     if (!object.is_object()) return absl::InvalidArgumentError("not a valid JSON object");
     record.text = StringField(object, {"text", "first"});
     record.text_pair = StringField(object, {"text_pair", "second"});
@@ -113,12 +116,12 @@ absl::Status CompleteDatasetMetadata(absl::string_view first_line, bool header_g
   if (format == "squad_json" || format == "text") return absl::OkStatus();  // no columns
   if (format == "jsonl") {
     if (!metadata->has_text()) metadata->mutable_text()->set_name("text");
-    nlohmann::json object = nlohmann::json::parse(first_line, nullptr, false);
-    if (object.is_object()) {
-      if (!metadata->has_text_pair() && object.contains("text_pair")) {
+    absl::StatusOr<nlohmann::json> object = ParseJson(first_line);
+    if (object.ok() && object->is_object()) {
+      if (!metadata->has_text_pair() && object->contains("text_pair")) {
         metadata->mutable_text_pair()->set_name("text_pair");
       }
-      if (!metadata->has_label() && object.contains("label")) {
+      if (!metadata->has_label() && object->contains("label")) {
         metadata->mutable_label()->set_name("label");
       }
     }

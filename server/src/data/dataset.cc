@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "data/pretraining_data.h"
 #include "data/records.h"
@@ -224,17 +225,7 @@ absl::StatusOr<ParsedDataset> ParseJsonl(absl::string_view bytes, const DatasetS
   parsed.examples.reserve(lines.size());
   for (const Record& line : lines) {
     const std::string prefix = absl::StrCat("line ", line.line);
-    Json object;
-    try {
-      object = Json::parse(line.fields[0]);
-    } catch (const Json::parse_error& e) {
-      return absl::InvalidArgumentError(absl::StrCat(prefix, ", byte column ", e.byte,
-                                                     ": invalid JSON: ", StripJsonErrorPrefix(e.what())));
-    } catch (const Json::exception& e) {
-      // out_of_range: a number beyond double's range (1e309) is valid syntax nlohmann refuses.
-      return absl::InvalidArgumentError(
-          absl::StrCat(prefix, ": invalid JSON: ", StripJsonErrorPrefix(e.what())));
-    }
+    BERTD_ASSIGN_OR_RETURN(const Json object, ParseJson(line.fields[0], MaxJsonDepth(), line.line));
     if (!object.is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(prefix, ": expected a JSON object, got ", object.type_name()));

@@ -114,15 +114,6 @@ absl::StatusOr<std::vector<Record>> SplitCsv(absl::string_view text) {
   return records;
 }
 
-TextPosition LocateByte(absl::string_view text, size_t offset) {
-  offset = std::min(offset, text.size());
-  absl::string_view before = text.substr(0, offset);
-  const int64_t line = 1 + std::count(before.begin(), before.end(), '\n');
-  const size_t last_break = before.rfind('\n');
-  const size_t line_start = last_break == absl::string_view::npos ? 0 : last_break + 1;
-  return {line, static_cast<int64_t>(offset - line_start + 1)};
-}
-
 absl::Status CheckUtf8(absl::string_view text) {
   const int64_t bad = text::unicode::FindInvalidUtf8(text);
   if (bad < 0) return absl::OkStatus();
@@ -176,18 +167,6 @@ std::string QuoteForMessage(absl::string_view text, size_t max_bytes) {
   }
   out += cut ? "\"..." : "\"";
   return out;
-}
-
-std::string StripJsonErrorPrefix(absl::string_view what) {
-  if (absl::StartsWith(what, "[json.exception.")) {
-    const size_t bracket = what.find("] ");
-    if (bracket != absl::string_view::npos) what.remove_prefix(bracket + 2);
-  }
-  if (absl::StartsWith(what, "parse error")) {
-    const size_t colon = what.find(": ");
-    if (colon != absl::string_view::npos) what.remove_prefix(colon + 2);
-  }
-  return std::string(what);
 }
 
 }  // namespace bertd::data

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/json.h"  // LocateByte, TextPosition
 
 namespace bertd::data {
 
@@ -33,13 +34,6 @@ std::vector<Record> SplitTsv(absl::string_view text);
 // (naming the line where it opened) or for text after a closing quote.
 absl::StatusOr<std::vector<Record>> SplitCsv(absl::string_view text);
 
-// 1-based line and byte column of `offset` in `text`.
-struct TextPosition {
-  int64_t line;
-  int64_t column;
-};
-TextPosition LocateByte(absl::string_view text, size_t offset);
-
 // INVALID_ARGUMENT "line L, byte column C: invalid UTF-8" for the first bad sequence.
 absl::Status CheckUtf8(absl::string_view text);
 
@@ -48,10 +42,6 @@ std::vector<size_t> CodePointByteOffsets(absl::string_view text);
 
 // `text` as a quoted string for messages, cut short (at a code point boundary) when long.
 std::string QuoteForMessage(absl::string_view text, size_t max_bytes = 80);
-
-// nlohmann-json's exception text without its "[json.exception.parse_error.101] parse error at
-// line 1, column 2: " prefix, so that parsers can state the position in their own form.
-std::string StripJsonErrorPrefix(absl::string_view what);
 
 }  // namespace bertd::data
 

@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "data/records.h"
 #include "nlohmann/json.hpp"
@@ -20,10 +21,6 @@ absl::Status Invalid(const std::string& path, absl::string_view reason) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", reason));
 }
 
-absl::string_view TypeName(const Json& value) {
-  return value.is_null() ? "null" : value.type_name();
-}
-
 // The member `key` of `object` with the wanted type, or an error naming path.key.
 absl::StatusOr<const Json*> Member(const Json& object, const char* key, Json::value_t type,
                                    const std::string& path) {
@@ -35,7 +32,7 @@ absl::StatusOr<const Json*> Member(const Json& object, const char* key, Json::va
     // Json(type).type_name() would call an integer and a float both "number".
     const std::string wanted =
         type == Json::value_t::number_integer ? "integer" : Json(type).type_name();
-    const std::string got = it->is_number() ? it->dump() : std::string(TypeName(*it));
+    const std::string got = it->is_number() ? it->dump() : std::string(JsonTypeName(*it));
     return Invalid(absl::StrCat(path, ".", key), absl::StrCat("expected ", wanted, ", got ", got));
   }
   return &*it;
@@ -49,8 +46,10 @@ absl::StatusOr<std::string> QuestionId(const Json& qa, const std::string& path) 
   if (it->is_string() && !absl::StripAsciiWhitespace(it->get_ref<const std::string&>()).empty()) {
     return it->get<std::string>();
   }
+  // Never echo the value: it is the client's, of any size and depth.
   return Invalid(absl::StrCat(path, ".id"),
-                 absl::StrCat("expected a non-empty string or an integer, got ", it->dump()));
+                 absl::StrCat("expected a non-empty string or an integer, got ",
+                              it->is_string() ? "an empty string" : JsonTypeName(*it)));
 }
 
 // Checks that `answer` is found in the context at its code point offset.
@@ -58,7 +57,7 @@ absl::StatusOr<Answer> ParseAnswer(const Json& json, absl::string_view context,
                                    const std::vector<size_t>& code_points,
                                    const std::string& path) {
   if (!json.is_object()) {
-    return Invalid(path, absl::StrCat("expected an object, got ", TypeName(json)));
+    return Invalid(path, absl::StrCat("expected an object, got ", JsonTypeName(json)));
   }
   BERTD_ASSIGN_OR_RETURN(const Json* text, Member(json, "text", Json::value_t::string, path));
   BERTD_ASSIGN_OR_RETURN(const Json* start,
@@ -90,20 +89,9 @@ absl::StatusOr<Answer> ParseAnswer(const Json& json, absl::string_view context,
 }  // namespace
 
 absl::StatusOr<ParsedDataset> ParseSquadJson(absl::string_view json) {
-  Json root;
-  try {
-    root = Json::parse(json.begin(), json.end());
-  } catch (const Json::parse_error& e) {
-    const TextPosition where = LocateByte(json, e.byte > 0 ? e.byte - 1 : 0);
-    return absl::InvalidArgumentError(absl::StrCat("line ", where.line, ", byte column ",
-                                                   where.column, ": invalid JSON: ",
-                                                   StripJsonErrorPrefix(e.what())));
-  } catch (const Json::exception& e) {
-    // out_of_range: a number beyond double's range (1e309) is valid syntax nlohmann refuses.
-    return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", StripJsonErrorPrefix(e.what())));
-  }
+  BERTD_ASSIGN_OR_RETURN(const Json root, ParseJson(json));
   if (!root.is_object()) {
-    return Invalid("$", absl::StrCat("expected an object with \"data\", got ", TypeName(root)));
+    return Invalid("$", absl::StrCat("expected an object with \"data\", got ", JsonTypeName(root)));
   }
   BERTD_ASSIGN_OR_RETURN(const Json* data, Member(root, "data", Json::value_t::array, "$"));
 
@@ -113,7 +101,7 @@ absl::StatusOr<ParsedDataset> ParseSquadJson(absl::string_view json) {
     const std::string article_path = absl::StrCat("data[", a, "]");
     const Json& article = (*data)[a];
     if (!article.is_object()) {
-      return Invalid(article_path, absl::StrCat("expected an object, got ", TypeName(article)));
+      return Invalid(article_path, absl::StrCat("expected an object, got ", JsonTypeName(article)));
     }
     BERTD_ASSIGN_OR_RETURN(const Json* paragraphs,
                            Member(article, "paragraphs", Json::value_t::array, article_path));
@@ -122,7 +110,7 @@ absl::StatusOr<ParsedDataset> ParseSquadJson(absl::string_view json) {
       const Json& paragraph = (*paragraphs)[p];
       if (!paragraph.is_object()) {
         return Invalid(paragraph_path,
-                       absl::StrCat("expected an object, got ", TypeName(paragraph)));
+                       absl::StrCat("expected an object, got ", JsonTypeName(paragraph)));
       }
       BERTD_ASSIGN_OR_RETURN(const Json* context_json,
                              Member(paragraph, "context", Json::value_t::string, paragraph_path));
@@ -137,7 +125,7 @@ absl::StatusOr<ParsedDataset> ParseSquadJson(absl::string_view json) {
         const std::string qa_path = absl::StrCat(paragraph_path, ".qas[", q, "]");
         const Json& qa = (*qas)[q];
         if (!qa.is_object()) {
-          return Invalid(qa_path, absl::StrCat("expected an object, got ", TypeName(qa)));
+          return Invalid(qa_path, absl::StrCat("expected an object, got ", JsonTypeName(qa)));
         }
         Example example;
         BERTD_ASSIGN_OR_RETURN(example.id, QuestionId(qa, qa_path));
@@ -159,7 +147,7 @@ absl::StatusOr<ParsedDataset> ParseSquadJson(absl::string_view json) {
         if (auto it = qa.find("is_impossible"); it != qa.end()) {
           if (!it->is_boolean()) {
             return Invalid(absl::StrCat(qa_path, ".is_impossible"),
-                           absl::StrCat("expected boolean, got ", TypeName(*it)));
+                           absl::StrCat("expected boolean, got ", JsonTypeName(*it)));
           }
           marked_impossible = it->get<bool>();
         }

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/json.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -134,10 +135,12 @@ void Poll(Rank& rank, const std::vector<Rank>& all, JobContext& context) {
   rank.partial += bytes;
   size_t start = 0;
   for (size_t end; (end = rank.partial.find('\n', start)) != std::string::npos; start = end + 1) {
-    json line = json::parse(rank.partial.substr(start, end - start), nullptr, false);
+    // Bounded like any outside JSON: external ranks write these files from other hosts.
+    absl::StatusOr<json> parsed = ParseJson(absl::string_view(rank.partial).substr(start, end - start));
     rank.heard = true;
     rank.last_heard = absl::Now();
-    if (!line.is_object()) continue;
+    if (!parsed.ok() || !parsed->is_object()) continue;
+    const json& line = *parsed;
     try {
       HandleLine(line, rank, all, context);
     } catch (const json::exception&) {

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -45,7 +46,11 @@ bool IsEncoderParameter(const std::string& name) {
 absl::StatusOr<TensorMap> ReadShardedWeights(const std::string& index_path,
                                              absl::StatusOr<TensorMap> (*read_shard)(const std::string&)) {
   BERTD_ASSIGN_OR_RETURN(std::string index_text, ReadFileToString(index_path));
-  nlohmann::json index = nlohmann::json::parse(index_text, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(index_text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", parsed.status().message()));
+  }
+  nlohmann::json& index = *parsed;
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(index_path, ": expected a JSON object with a 'weight_map' object"));

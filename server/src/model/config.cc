@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -72,8 +73,11 @@ absl::StatusOr<Architecture> ParseArchitecture(absl::string_view name) {
 }
 
 absl::StatusOr<BertConfig> BertConfig::FromJson(absl::string_view json_text) {
-  json root = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return absl::InvalidArgumentError("config.json is not valid JSON");
+  absl::StatusOr<json> parsed = ParseJson(json_text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", parsed.status().message()));
+  }
+  json root = *std::move(parsed);
   if (!root.is_object()) return absl::InvalidArgumentError("config.json must be a JSON object");
 
   if (auto type = root.find("model_type"); type != root.end() && type->is_string() &&

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -153,11 +154,11 @@ absl::StatusOr<BertTokenizer> BertTokenizer::FromDirectory(const std::string& mo
   std::error_code ec;
   if (std::filesystem::exists(config_path, ec)) {
     BERTD_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(config_path));
-    Json config = Json::parse(contents, /*cb=*/nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded()) {
-      return absl::InvalidArgumentError(absl::StrCat(config_path, ": not valid JSON"));
+    absl::StatusOr<Json> config = ParseJson(contents);
+    if (!config.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(config_path, ": ", config.status().message()));
     }
-    BERTD_RETURN_IF_ERROR(ApplyConfig(config, config_path, &options, &do_lower_case));
+    BERTD_RETURN_IF_ERROR(ApplyConfig(*config, config_path, &options, &do_lower_case));
   }
   // An uncased vocabulary cannot match uppercase text, so its text must have been lowercased.
   options.do_lower_case = do_lower_case.value_or(!vocab.HasUppercase());

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "training/lr_schedule.h"
 
@@ -82,7 +83,11 @@ absl::StatusOr<TrainingTask> ParseTrainingTask(absl::string_view name) {
 }
 
 absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json_text) {
-  json root = json::parse(json_text.begin(), json_text.end(), nullptr, false);
+  absl::StatusOr<json> parsed = ParseJson(json_text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("job spec: ", parsed.status().message()));
+  }
+  const json& root = *parsed;
   if (!root.is_object()) return absl::InvalidArgumentError("job spec: expected a JSON object");
   TrainingJobSpec spec;
   std::string task = TrainingTaskName(spec.task);

@@ -393,6 +393,27 @@ TEST(SquadTest, RejectsInvalidJsonWithItsPosition) {
             "invalid JSON: number overflow parsing '1e309'");
 }
 
+// The security issue's crash: a question id of 400 KB of nested arrays overflowed the stack when the
+// error message serialized it back. Depth is now refused at parse time, and messages only name the
+// type of a wrong value.
+TEST(SquadTest, RefusesDeepNestingAndNeverEchoesAWrongId) {
+  const int n = 400 * 1024;
+  const std::string deep = R"({"data": [{"paragraphs": [{"context": "c", "qas": [{"id": )" +
+                           std::string(n, '[') + std::string(n, ']') + "}]}]}]}";
+  EXPECT_EQ(ErrorOf(deep, Squad()),
+            "line 1, byte column 116: JSON nested deeper than 64 levels (--max_json_depth)");
+  const std::string shallow =
+      R"({"data": [{"paragraphs": [{"context": "c", "qas": [{"question": "q", "id": [[1, 2]]}]}]}]})";
+  EXPECT_EQ(ErrorOf(shallow, Squad()),
+            "data[0].paragraphs[0].qas[0].id: expected a non-empty string or an integer, got array");
+}
+
+TEST(JsonlTest, RefusesDeepNestingOnItsLine) {
+  const std::string ok = "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"x\"}\n";
+  EXPECT_EQ(ErrorOf(ok + "{\"label\": " + std::string(100000, '[') + "}\n", Jsonl()),
+            "line 2, byte column 74: JSON nested deeper than 64 levels (--max_json_depth)");
+}
+
 TEST(ParseDatasetFileTest, PrefixesErrorsWithThePathAndChecksSizeFirst) {
   const std::string dir = bertd::testing::MakeTempDir("dataset");
   const std::string path = dir + "/train.tsv";

@@ -76,10 +76,14 @@ TEST_P(BadConfigTest, IsRejectedWithReason) {
       << config.status();
 }
 
+// Deep nesting is refused before anything walks it (issue #18: walking it overflowed the stack).
+const std::string kDeeplyNested = std::string(100000, '[') + std::string(100000, ']');
+
 INSTANTIATE_TEST_SUITE_P(
     Cases, BadConfigTest,
     ::testing::Values(
-        BadConfigCase{"{", "not valid JSON"}, BadConfigCase{"[1]", "must be a JSON object"},
+        BadConfigCase{"{", "config.json: line 1, byte column 2: invalid JSON"},
+        BadConfigCase{kDeeplyNested.c_str(), "JSON nested deeper than 64 levels"}, BadConfigCase{"[1]", "must be a JSON object"},
         BadConfigCase{R"({"hidden_size": "big"})", "hidden_size"},
         BadConfigCase{R"({"hidden_size": 30, "num_attention_heads": 4})", "not a multiple"},
         BadConfigCase{R"({"num_hidden_layers": 0})", "num_hidden_layers must be positive"},

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "model/io/little_endian.h"
 #include "model/io/posix_file.h"
@@ -227,15 +228,12 @@ absl::StatusOr<TensorMap> ReadSafetensorsImpl(const std::string& path,
     return absl::DataLossError(absl::StrCat(path, ": file shrank while reading"));
   }
 
-  bool too_deep = false;
-  json::parser_callback_t limit_depth = [&too_deep](int depth, json::parse_event_t, json&) {
-    if (depth > kMaxJsonDepth) too_deep = true;
-    return !too_deep;
-  };
-  json header = json::parse(header_text.begin(), header_text.end(), limit_depth,
-                            /*allow_exceptions=*/false);
-  if (too_deep) return Corrupt(path, "header JSON is nested too deeply");
-  if (header.is_discarded()) return Corrupt(path, "header is not valid JSON");
+  // kMaxJsonDepth, not --max_json_depth: a header has a fixed shape.
+  absl::StatusOr<json> parsed = ParseJson(header_text, kMaxJsonDepth);
+  if (!parsed.ok()) {
+    return Corrupt(path, absl::StrCat("header is not valid JSON (", parsed.status().message(), ")"));
+  }
+  json header = *std::move(parsed);
   if (!header.is_object()) return Corrupt(path, "header is not a JSON object");
   header_text = std::string();
 

@@ -365,7 +365,7 @@ TEST_F(SafetensorsTest, RejectsMalformedHeaders) {
            "__metadata__": {"k": 1}})",
        f32x2, "__metadata__"},
       {R"({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}})", "\x01\x02", "BOOL"},
-      {std::string(10000, '[') + std::string(10000, ']'), "", "nested too deeply"},
+      {std::string(10000, '[') + std::string(10000, ']'), "", "JSON nested deeper than 32 levels"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.header);

@@ -1,0 +1,113 @@
+// Inputs that used to crash or exhaust bertd (issue #18), sent to the real binary: each must get
+// its documented error while the server goes on serving.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "bertd/v1/datasets.grpc.pb.h"
+#include "bertd/v1/models.grpc.pb.h"
+#include "bertd_process.h"
+#include "job_client.h"
+#include "test_util.h"
+
+namespace bertd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class HostileInputTest : public ::testing::Test {
+ protected:
+  void SetUp() override { data_dir_ = MakeTempDir("bertd-hostile"); }
+  std::string data_dir_;
+};
+
+grpc::Status UploadSquad(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
+                         const std::string& bytes) {
+  auto stub = v1::DatasetService::NewStub(channel);
+  grpc::ClientContext context;
+  v1::Dataset dataset;
+  auto writer = stub->UploadDataset(&context, &dataset);
+  v1::UploadDatasetRequest request;
+  request.mutable_metadata()->set_name(name);
+  request.mutable_metadata()->set_format("squad_json");
+  writer->Write(request);
+  // In 64 KiB chunks, as bertctl sends a file.
+  for (size_t at = 0; at < bytes.size(); at += 64 * 1024) {
+    v1::UploadDatasetRequest chunk;
+    chunk.set_chunk(bytes.substr(at, 64 * 1024));
+    if (!writer->Write(chunk)) break;
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+std::string SquadWithId(const std::string& id_json) {
+  return R"({"data": [{"paragraphs": [{"context": "Paris is in France.", "qas": [)"
+         R"({"question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}], )"
+         R"("id": )" + id_json + "}]}]}]}";
+}
+
+// The crash of the issue: a 400 KB question id of nested arrays killed the server (the error
+// message serialized the id back, recursively). Now the parser refuses the depth, and a valid
+// upload right after works on the same server.
+TEST_F(HostileInputTest, ANestedArrayUploadIsRefusedAndTheServerKeepsServing) {
+  BertdProcess server(data_dir_, {"--cpu_workers=0"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  const int depth = 200 * 1024;
+  grpc::Status status = UploadSquad(server.channel(), "deep",
+                                    SquadWithId(std::string(depth, '[') + std::string(depth, ']')));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("JSON nested deeper than 64 levels (--max_json_depth)"));
+  // Shallow but of the wrong type: named by its type, never echoed.
+  status = UploadSquad(server.channel(), "wrong-id", SquadWithId("[[\"secret-looking-value\"]]"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("expected a non-empty string or an integer, got array"));
+  EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("secret-looking-value")));
+
+  ASSERT_TRUE(server.WaitUntilServing(/*service=*/"", /*timeout_seconds=*/5)) << server.log();
+  status = UploadSquad(server.channel(), "fine", SquadWithId("\"q1\""));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+TEST_F(HostileInputTest, TheJsonDepthLimitHasAFlag) {
+  BertdProcess server(data_dir_, {"--cpu_workers=0", "--max_json_depth=9"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  // SQuAD nests 9 levels (root, data, article, paragraphs, paragraph, qas, qa, answers, answer).
+  grpc::Status status = UploadSquad(server.channel(), "nine", SquadWithId("\"q1\""));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  // The id's third level is the document's tenth.
+  status = UploadSquad(server.channel(), "ten", SquadWithId("[[[1]]]"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("deeper than 9 levels (--max_json_depth)"));
+}
+
+// A model directory placed by hand whose config.json hides deep nesting under an unknown key (kept
+// for writing config.json back, so it used to be serialized recursively at load).
+TEST_F(HostileInputTest, ADeeplyNestedConfigJsonFailsItsModelOnly) {
+  const std::string dir = data_dir_ + "/models/deep/1";
+  std::filesystem::create_directories(dir);
+  const int depth = 200 * 1024;
+  std::ofstream(dir + "/config.json")
+      << R"({"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "notes": )"
+      << std::string(depth, '[') << std::string(depth, ']') << "}";
+  std::ofstream(dir + "/vocab.txt") << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\n";
+  BertdProcess server(data_dir_, {"--cpu_workers=0"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  auto models = v1::ModelService::NewStub(server.channel());
+  grpc::ClientContext context;
+  v1::GetModelRequest request;
+  request.set_model("deep");
+  v1::ModelInfo info;
+  grpc::Status status = models->GetModel(&context, request, &info);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(info.state(), v1::MODEL_STATE_FAILED);
+  EXPECT_THAT(info.load_error(), HasSubstr("nested deeper than 64 levels"));
+  EXPECT_TRUE(server.WaitUntilServing("", 5)) << server.log();
+}
+
+}  // namespace
+}  // namespace bertd::testing
