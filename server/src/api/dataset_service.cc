@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
 #include "auth/authorizer.h"
+#include "auth/ownership.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "data/dataset.h"
@@ -166,6 +167,7 @@ void ToDatasetProto(const jobs::DatasetRecord& record, v1::Dataset* dataset) {
   dataset->set_rows(record.rows);
   dataset->set_size_bytes(record.size_bytes);
   dataset->set_sha256(record.sha256);
+  dataset->set_owner(record.owner);
   dataset->mutable_created_at()->set_seconds(record.created_at_ms / 1000);
   dataset->mutable_created_at()->set_nanos(static_cast<int32_t>(record.created_at_ms % 1000) * 1000000);
   const json labels = json::parse(record.labels_json, nullptr, false);
@@ -224,7 +226,8 @@ grpc::Status DatasetServiceImpl::Record(const char* method, const absl::Status& 
 }
 
 absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
-    grpc::ServerContext* context, grpc::ServerReader<v1::UploadDatasetRequest>* reader) {
+    grpc::ServerContext* context, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
+    const std::string& owner) {
   v1::UploadDatasetRequest request;
   if (!reader->Read(&request)) {
     return absl::InvalidArgumentError("empty upload: the first message must carry metadata");
@@ -288,6 +291,7 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
   jobs::DatasetRecord record;
   record.id = absl::StrCat("ds-", RandomHex(12));
   record.name = metadata.name();
+  record.owner = owner;
   record.format = std::string(data::DatasetFormatName(spec.format));
   const fs::path relative = fs::path("datasets") / record.id / ("data." + Extension(spec.format));
   record.path = relative.string();
@@ -315,9 +319,10 @@ grpc::Status DatasetServiceImpl::UploadDataset(grpc::ServerContext* context,
                                                grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                                v1::Dataset* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/UploadDataset");
-  if (!denied.ok()) return Record("UploadDataset", denied, start);
-  absl::StatusOr<jobs::DatasetRecord> record = Upload(context, reader);
+  absl::StatusOr<auth::Caller> caller =
+      auth::Authenticate(*context, "/bertd.v1.DatasetService/UploadDataset");
+  if (!caller.ok()) return Record("UploadDataset", caller.status(), start);
+  absl::StatusOr<jobs::DatasetRecord> record = Upload(context, reader, caller->name);
   if (record.ok()) ToDatasetProto(*record, response);
   return Record("UploadDataset", record.status(), start);
 }
@@ -326,9 +331,11 @@ grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
                                               const v1::ListDatasetsRequest*,
                                               v1::ListDatasetsResponse* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/ListDatasets");
-  if (!denied.ok()) return Record("ListDatasets", denied, start);
-  absl::StatusOr<std::vector<jobs::DatasetRecord>> records = store_->ListDatasets();
+  absl::StatusOr<auth::Caller> caller =
+      auth::Authenticate(*context, "/bertd.v1.DatasetService/ListDatasets");
+  if (!caller.ok()) return Record("ListDatasets", caller.status(), start);
+  absl::StatusOr<std::vector<jobs::DatasetRecord>> records =
+      store_->ListDatasets(auth::VisibleOwner(*caller));
   if (records.ok()) {
     for (const jobs::DatasetRecord& record : *records) ToDatasetProto(record, response->add_datasets());
   }
@@ -339,12 +346,10 @@ grpc::Status DatasetServiceImpl::GetDataset(grpc::ServerContext* context,
                                             const v1::GetDatasetRequest* request,
                                             v1::Dataset* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/GetDataset");
-  if (!denied.ok()) return Record("GetDataset", denied, start);
-  if (request->dataset().empty()) {
-    return Record("GetDataset", absl::InvalidArgumentError("dataset is empty"), start);
-  }
-  absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(request->dataset());
+  absl::StatusOr<auth::Caller> caller =
+      auth::Authenticate(*context, "/bertd.v1.DatasetService/GetDataset");
+  if (!caller.ok()) return Record("GetDataset", caller.status(), start);
+  absl::StatusOr<jobs::DatasetRecord> record = OwnDataset(request->dataset(), *caller);
   if (record.ok()) ToDatasetProto(*record, response);
   return Record("GetDataset", record.status(), start);
 }
@@ -353,12 +358,11 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
                                                const v1::DeleteDatasetRequest* request,
                                                v1::DeleteDatasetResponse* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/DeleteDataset");
-  if (!denied.ok()) return Record("DeleteDataset", denied, start);
-  if (request->dataset().empty()) {
-    return Record("DeleteDataset", absl::InvalidArgumentError("dataset is empty"), start);
-  }
-  absl::StatusOr<jobs::DatasetRecord> record = store_->DeleteDataset(request->dataset());
+  absl::StatusOr<auth::Caller> caller =
+      auth::Authenticate(*context, "/bertd.v1.DatasetService/DeleteDataset");
+  if (!caller.ok()) return Record("DeleteDataset", caller.status(), start);
+  absl::StatusOr<jobs::DatasetRecord> record = OwnDataset(request->dataset(), *caller);
+  if (record.ok()) record = store_->DeleteDataset(request->dataset());
   if (record.ok()) {
     // The record is gone, so a leftover file would only be swept at the next start.
     std::error_code ec;
@@ -368,10 +372,20 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
   return Record("DeleteDataset", record.status(), start);
 }
 
+absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::OwnDataset(const std::string& id_or_name,
+                                                                   const auth::Caller& caller) {
+  if (id_or_name.empty()) return absl::InvalidArgumentError("dataset is empty");
+  BERTD_ASSIGN_OR_RETURN(jobs::DatasetRecord record, store_->GetDataset(id_or_name));
+  BERTD_RETURN_IF_ERROR(
+      auth::CheckOwner(caller, absl::StrCat("dataset '", id_or_name, "'"), record.owner));
+  return record;
+}
+
 absl::Status DatasetServiceImpl::TrainVocab(const v1::TrainVocabularyRequest& request,
+                                            const auth::Caller& caller,
                                             v1::TrainVocabularyResponse* response) {
   if (request.dataset().empty()) return absl::InvalidArgumentError("dataset: required");
-  absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(request.dataset());
+  absl::StatusOr<jobs::DatasetRecord> record = OwnDataset(request.dataset(), caller);
   if (!record.ok()) return record.status();
   BERTD_ASSIGN_OR_RETURN(data::DatasetSpec spec, jobs::DatasetSpecFromJson(record->spec_json));
   if (spec.format != data::DatasetFormat::kText) {
@@ -422,9 +436,10 @@ grpc::Status DatasetServiceImpl::TrainVocabulary(grpc::ServerContext* context,
                                                  const v1::TrainVocabularyRequest* request,
                                                  v1::TrainVocabularyResponse* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.DatasetService/TrainVocabulary");
-  if (!denied.ok()) return Record("TrainVocabulary", denied, start);
-  return Record("TrainVocabulary", TrainVocab(*request, response), start);
+  absl::StatusOr<auth::Caller> caller =
+      auth::Authenticate(*context, "/bertd.v1.DatasetService/TrainVocabulary");
+  if (!caller.ok()) return Record("TrainVocabulary", caller.status(), start);
+  return Record("TrainVocabulary", TrainVocab(*request, *caller, response), start);
 }
 
 }  // namespace bertd::api

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "auth/authorizer.h"
 #include "bertd/v1/datasets.grpc.pb.h"
 #include "jobs/job_store.h"
 #include "metrics/server_metrics.h"
@@ -41,9 +42,14 @@ class DatasetServiceImpl final : public bertd::v1::DatasetService::Service {
                                v1::TrainVocabularyResponse* response) override;
 
  private:
+  // Stores the streamed dataset as `owner`'s.
   absl::StatusOr<jobs::DatasetRecord> Upload(grpc::ServerContext* context,
-                                             grpc::ServerReader<v1::UploadDatasetRequest>* reader);
-  absl::Status TrainVocab(const v1::TrainVocabularyRequest& request,
+                                             grpc::ServerReader<v1::UploadDatasetRequest>* reader,
+                                             const std::string& owner);
+  // The dataset, if the caller may use it (PERMISSION_DENIED otherwise).
+  absl::StatusOr<jobs::DatasetRecord> OwnDataset(const std::string& id_or_name,
+                                                 const auth::Caller& caller);
+  absl::Status TrainVocab(const v1::TrainVocabularyRequest& request, const auth::Caller& caller,
                           v1::TrainVocabularyResponse* response);
   grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
   std::string datasets_dir() const;

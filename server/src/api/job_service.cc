@@ -1,6 +1,7 @@
 #include "api/job_service.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -8,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
 #include "auth/authorizer.h"
+#include "auth/ownership.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "jobs/event_cursor.h"
@@ -299,6 +301,7 @@ absl::Status JobServiceImpl::ToJobProto(const jobs::JobRecord& record, v1::Job* 
   job->set_result_model(record.result_model);
   job->set_attempts(record.attempts);
   job->set_cancel_requested(record.cancel_requested);
+  job->set_owner(record.owner);
   SetTime(record.created_at_ms, job->mutable_created_at());
   if (record.started_at_ms > 0) SetTime(record.started_at_ms, job->mutable_started_at());
   if (record.finished_at_ms > 0) SetTime(record.finished_at_ms, job->mutable_finished_at());
@@ -326,19 +329,40 @@ absl::Status JobServiceImpl::ToJobProto(const jobs::JobRecord& record, v1::Job* 
 
 absl::StatusOr<std::string> JobServiceImpl::CheckDataset(const std::string& id_or_name,
                                                          const char* field,
-                                                         training::TrainingTask task) {
+                                                         training::TrainingTask task,
+                                                         const auth::Caller& caller) {
   absl::StatusOr<jobs::DatasetRecord> record = store_->GetDataset(id_or_name);
   if (record.status().code() == absl::StatusCode::kNotFound) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": dataset '", id_or_name, "' does not exist"));
   }
   if (!record.ok()) return record.status();
+  BERTD_RETURN_IF_ERROR(auth::CheckOwner(
+      caller, absl::StrCat(field, ": dataset '", id_or_name, "'"), record->owner));
   BERTD_ASSIGN_OR_RETURN(data::DatasetSpec spec, jobs::DatasetSpecFromJson(record->spec_json));
   BERTD_RETURN_IF_ERROR(jobs::CheckDatasetFitsTask(spec, task, field));
   return record->id;
 }
 
-absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto) {
+bool JobServiceImpl::InRepository(const std::string& model) const {
+  std::error_code ec;
+  return registry_->Get(model).ok() ||
+         std::filesystem::exists(std::filesystem::path(registry_->repository_root()) / model, ec);
+}
+
+absl::Status JobServiceImpl::CheckOutputModel(const std::string& model, const auth::Caller& caller) {
+  BERTD_ASSIGN_OR_RETURN(std::optional<std::string> owner, store_->ModelOwner(model));
+  return auth::CheckModelWrite(caller, "output_model", model, owner, InRepository(model));
+}
+
+absl::Status JobServiceImpl::ClaimOutputModel(const std::string& model, const auth::Caller& caller) {
+  // Of two jobs claiming a new model at once, the second sees the first's owner.
+  BERTD_ASSIGN_OR_RETURN(std::string owner, store_->ClaimModel(model, caller.name));
+  return auth::CheckModelWrite(caller, "output_model", model, owner, InRepository(model));
+}
+
+absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto,
+                                                       const auth::Caller& caller) {
   std::string task;
   for (const auto& [value, domain] : kTasks) {
     if (value == proto.task()) task = training::TrainingTaskName(domain);
@@ -357,6 +381,8 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
   if (!spec.eval_dataset.empty()) {
     BERTD_RETURN_IF_ERROR(ValidateName("eval_dataset", spec.eval_dataset));
   }
+  // Refused before any other work; claimed (when new) only once the job is sure to be created.
+  BERTD_RETURN_IF_ERROR(CheckOutputModel(spec.output_model, caller));
 
   if (!spec.scratch()) {
     absl::StatusOr<registry::ModelStatus> base = registry_->Get(spec.base_model);
@@ -381,6 +407,9 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
       return absl::InvalidArgumentError(absl::StrCat("vocabulary.source: dataset '",
                                                      vocab_source.substr(8), "' does not exist"));
     }
+    BERTD_RETURN_IF_ERROR(auth::CheckOwner(
+        caller, absl::StrCat("vocabulary.source: dataset '", vocab_source.substr(8), "'"),
+        record->owner));
     if (record->format != "text") {
       return absl::InvalidArgumentError(absl::StrCat(
           "vocabulary.source: dataset '", vocab_source.substr(8),
@@ -389,13 +418,13 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
     dataset_ids.push_back(record->id);
   }
   BERTD_ASSIGN_OR_RETURN(std::string train_id,
-                         CheckDataset(spec.train_dataset, "train_dataset", spec.task));
+                         CheckDataset(spec.train_dataset, "train_dataset", spec.task, caller));
   if (std::find(dataset_ids.begin(), dataset_ids.end(), train_id) == dataset_ids.end()) {
     dataset_ids.push_back(train_id);
   }
   if (!spec.eval_dataset.empty()) {
     BERTD_ASSIGN_OR_RETURN(std::string eval_id,
-                           CheckDataset(spec.eval_dataset, "eval_dataset", spec.task));
+                           CheckDataset(spec.eval_dataset, "eval_dataset", spec.task, caller));
     if (std::find(dataset_ids.begin(), dataset_ids.end(), eval_id) == dataset_ids.end()) {
       dataset_ids.push_back(eval_id);
     }
@@ -408,7 +437,10 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
         "); retry when some have run"));
   }
 
+  BERTD_RETURN_IF_ERROR(ClaimOutputModel(spec.output_model, caller));
+
   jobs::JobRecord job;
+  job.owner = caller.name;
   job.name = spec.name;
   job.task = training::TrainingTaskName(spec.task);
   job.priority = spec.priority;
@@ -418,13 +450,21 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto)
   return job;
 }
 
+absl::StatusOr<jobs::JobRecord> JobServiceImpl::OwnJob(const std::string& job_id,
+                                                       const auth::Caller& caller) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+  BERTD_ASSIGN_OR_RETURN(jobs::JobRecord job, store_->Get(job_id));
+  BERTD_RETURN_IF_ERROR(auth::CheckOwner(caller, absl::StrCat("job ", job_id), job.owner));
+  return job;
+}
+
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::Job* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/SubmitJob");
-  if (!denied.ok()) return Record("SubmitJob", denied, start);
-  absl::StatusOr<jobs::JobRecord> job = Submit(request->spec());
+  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/SubmitJob");
+  if (!caller.ok()) return Record("SubmitJob", caller.status(), start);
+  absl::StatusOr<jobs::JobRecord> job = Submit(request->spec(), *caller);
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
   return Record("SubmitJob", status, start);
@@ -434,12 +474,9 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
                                     const v1::GetJobRequest* request,
                                     v1::Job* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/GetJob");
-  if (!denied.ok()) return Record("GetJob", denied, start);
-  if (request->job_id().empty()) {
-    return Record("GetJob", absl::InvalidArgumentError("job_id is empty"), start);
-  }
-  absl::StatusOr<jobs::JobRecord> job = store_->Get(request->job_id());
+  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/GetJob");
+  if (!caller.ok()) return Record("GetJob", caller.status(), start);
+  absl::StatusOr<jobs::JobRecord> job = OwnJob(request->job_id(), *caller);
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
   return Record("GetJob", status, start);
@@ -449,13 +486,14 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/ListJobs");
-  if (!denied.ok()) return Record("ListJobs", denied, start);
+  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/ListJobs");
+  if (!caller.ok()) return Record("ListJobs", caller.status(), start);
   std::optional<jobs::JobState> state;
   for (const auto& [proto, value] : kStates) {
     if (proto == request->state()) state = value;
   }
-  absl::StatusOr<std::vector<jobs::JobRecord>> jobs = store_->List(state, request->limit());
+  absl::StatusOr<std::vector<jobs::JobRecord>> jobs =
+      store_->List(state, request->limit(), auth::VisibleOwner(*caller));
   absl::Status status = jobs.status();
   if (jobs.ok()) {
     for (const jobs::JobRecord& job : *jobs) {
@@ -469,12 +507,10 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request,
                                        v1::Job* response) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/CancelJob");
-  if (!denied.ok()) return Record("CancelJob", denied, start);
-  if (request->job_id().empty()) {
-    return Record("CancelJob", absl::InvalidArgumentError("job_id is empty"), start);
-  }
-  absl::StatusOr<jobs::JobRecord> job = scheduler_->Cancel(request->job_id());
+  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/CancelJob");
+  if (!caller.ok()) return Record("CancelJob", caller.status(), start);
+  absl::StatusOr<jobs::JobRecord> job = OwnJob(request->job_id(), *caller);
+  if (job.ok()) job = scheduler_->Cancel(request->job_id());
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
   return Record("CancelJob", status, start);
@@ -483,10 +519,10 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
   const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.JobService/WatchJob");
-  if (!denied.ok()) return Record("WatchJob", denied, start);
-  if (request->job_id().empty()) {
-    return Record("WatchJob", absl::InvalidArgumentError("job_id is empty"), start);
+  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/WatchJob");
+  if (!caller.ok()) return Record("WatchJob", caller.status(), start);
+  if (absl::Status own = OwnJob(request->job_id(), *caller).status(); !own.ok()) {
+    return Record("WatchJob", own, start);
   }
   jobs::EventCursor cursor(store_, request->job_id(), request->after_seq());
   jobs::JobEvent event;

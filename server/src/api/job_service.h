@@ -4,6 +4,7 @@
 #include <atomic>
 #include <string>
 
+#include "auth/authorizer.h"
 #include "bertd/v1/jobs.grpc.pb.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
@@ -42,10 +43,19 @@ class JobServiceImpl final : public bertd::v1::JobService::Service {
                         grpc::ServerWriter<v1::JobEvent>* writer) override;
 
  private:
-  absl::StatusOr<jobs::JobRecord> Submit(const v1::JobSpec& spec);
-  // Checks that a dataset named by the spec exists and can feed the task; returns its id.
+  absl::StatusOr<jobs::JobRecord> Submit(const v1::JobSpec& spec, const auth::Caller& caller);
+  // Checks that a dataset named by the spec exists, is the caller's and can feed the task;
+  // returns its id.
   absl::StatusOr<std::string> CheckDataset(const std::string& id_or_name, const char* field,
-                                           training::TrainingTask task);
+                                           training::TrainingTask task, const auth::Caller& caller);
+  // PERMISSION_DENIED unless the caller may add versions to `model` (auth/ownership.h).
+  absl::Status CheckOutputModel(const std::string& model, const auth::Caller& caller);
+  // Records the caller as the owner of a new `model`, then checks as CheckOutputModel does.
+  absl::Status ClaimOutputModel(const std::string& model, const auth::Caller& caller);
+  // Whether `model` has a loaded version or a directory in the repository.
+  bool InRepository(const std::string& model) const;
+  // The job, if the caller may see it (PERMISSION_DENIED otherwise).
+  absl::StatusOr<jobs::JobRecord> OwnJob(const std::string& job_id, const auth::Caller& caller);
   // The record plus what its events say (latest progress and evaluation).
   absl::Status ToJobProto(const jobs::JobRecord& record, v1::Job* job);
   grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);

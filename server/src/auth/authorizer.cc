@@ -18,9 +18,10 @@ absl::string_view View(grpc::string_ref ref) { return absl::string_view(ref.data
 
 }  // namespace
 
-absl::Status Authorizer::Check(absl::string_view full_method, const ClientMetadata& metadata) const {
+absl::StatusOr<Caller> Authorizer::Identify(absl::string_view full_method,
+                                            const ClientMetadata& metadata) const {
   const MethodAccess access = RequiredAccess(full_method);
-  if (access.open) return absl::OkStatus();
+  if (access.open) return Caller{"", Role::kReader};
 
   // gRPC lower-cases metadata keys on the wire.
   auto [begin, end] = metadata.equal_range("authorization");
@@ -48,7 +49,7 @@ absl::Status Authorizer::Check(absl::string_view full_method, const ClientMetada
                                                     RoleName(entry->role), "; ", full_method,
                                                     " needs ", RoleName(access.role)));
   }
-  return absl::OkStatus();
+  return Caller{entry->name, entry->role};
 }
 
 void InstallAuthorizer(std::unique_ptr<const Authorizer> authorizer) {
@@ -57,9 +58,14 @@ void InstallAuthorizer(std::unique_ptr<const Authorizer> authorizer) {
 }
 
 absl::Status CheckCall(const grpc::ServerContextBase& context, absl::string_view full_method) {
+  return Authenticate(context, full_method).status();
+}
+
+absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& context,
+                                    absl::string_view full_method) {
   const Authorizer* authorizer = g_authorizer.load();
-  if (authorizer == nullptr) return absl::OkStatus();
-  return authorizer->Check(full_method, context.client_metadata());
+  if (authorizer == nullptr) return Caller{"", Role::kAdmin};
+  return authorizer->Identify(full_method, context.client_metadata());
 }
 
 }  // namespace bertd::auth

@@ -74,14 +74,25 @@ constexpr const char* kMigrations[] = {
     ) WITHOUT ROWID;
     CREATE INDEX job_datasets_by_dataset ON job_datasets (dataset_id);
     )sql",
+    // 2: owners (the token name; '' for rows made before, or without tokens), and who may add
+    // versions to a model that a job created.
+    R"sql(
+    ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE datasets ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    CREATE TABLE model_owners (
+      model TEXT PRIMARY KEY,
+      owner TEXT NOT NULL,
+      created_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
 constexpr const char* kJobColumns =
     "id, name, task, priority, spec_json, state, error, result_model, worker, created_at_ms, "
-    "started_at_ms, finished_at_ms, attempts, cancel_requested";
+    "started_at_ms, finished_at_ms, attempts, cancel_requested, owner";
 constexpr const char* kDatasetColumns =
-    "id, name, format, path, rows, size_bytes, sha256, labels_json, spec_json, created_at_ms";
+    "id, name, format, path, rows, size_bytes, sha256, labels_json, spec_json, created_at_ms, owner";
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
@@ -194,6 +205,7 @@ class JobStore::Statement {
     job.finished_at_ms = Int(11);
     job.attempts = static_cast<int>(Int(12));
     job.cancel_requested = Int(13) != 0;
+    job.owner = Text(14);
     return job;
   }
 
@@ -209,6 +221,7 @@ class JobStore::Statement {
     dataset.labels_json = Text(7);
     dataset.spec_json = Text(8);
     dataset.created_at_ms = Int(9);
+    dataset.owner = Text(10);
     return dataset;
   }
 
@@ -471,13 +484,14 @@ absl::StatusOr<JobRecord> JobStore::Create(JobRecord job,
           BERTD_ASSIGN_OR_RETURN(
               Statement insert,
               Prepare("INSERT INTO jobs (id, name, task, priority, spec_json, state, "
-                      "created_at_ms) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?)"));
+                      "created_at_ms, owner) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?)"));
           insert.Bind(1, job.id)
               .Bind(2, job.name)
               .Bind(3, job.task)
               .Bind(4, job.priority)
               .Bind(5, job.spec_json)
-              .Bind(6, job.created_at_ms);
+              .Bind(6, job.created_at_ms)
+              .Bind(7, job.owner);
           BERTD_RETURN_IF_ERROR(insert.Run());
         }
         for (const std::string& dataset_id : datasets) {
@@ -499,17 +513,19 @@ absl::StatusOr<JobRecord> JobStore::Get(const std::string& id) {
   return GetLocked(id);
 }
 
-absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> state, int limit) {
-  static const std::string all_sql =
-      absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seqno DESC LIMIT ?");
-  static const std::string state_sql = absl::StrCat(
-      "SELECT ", kJobColumns, " FROM jobs WHERE state = ? ORDER BY seqno DESC LIMIT ?");
+absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> state, int limit,
+                                                     const std::optional<std::string>& owner) {
+  // ?1/?3: whether the state/owner filter is off.
+  static const std::string sql = absl::StrCat(
+      "SELECT ", kJobColumns,
+      " FROM jobs WHERE (?1 OR state = ?2) AND (?3 OR owner = ?4) ORDER BY seqno DESC LIMIT ?5");
   absl::MutexLock lock(&mu_);
-  BERTD_ASSIGN_OR_RETURN(Statement select,
-                         Prepare(state.has_value() ? state_sql.c_str() : all_sql.c_str()));
-  int index = 1;
-  if (state.has_value()) select.Bind(index++, std::string(JobStateName(*state)));
-  select.Bind(index, limit > 0 ? limit : -1);  // SQLite: a negative LIMIT means none
+  BERTD_ASSIGN_OR_RETURN(Statement select, Prepare(sql.c_str()));
+  select.Bind(1, state.has_value() ? 0 : 1)
+      .Bind(2, std::string(state.has_value() ? JobStateName(*state) : ""))
+      .Bind(3, owner.has_value() ? 0 : 1)
+      .Bind(4, owner.value_or(""))
+      .Bind(5, limit > 0 ? limit : -1);  // SQLite: a negative LIMIT means none
   std::vector<JobRecord> jobs;
   for (;;) {
     BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
@@ -799,7 +815,8 @@ absl::StatusOr<DatasetRecord> JobStore::CreateDataset(DatasetRecord dataset) {
         BERTD_ASSIGN_OR_RETURN(
             Statement insert,
             Prepare("INSERT INTO datasets (id, name, format, path, rows, size_bytes, sha256, "
-                    "labels_json, spec_json, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                    "labels_json, spec_json, created_at_ms, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         insert.Bind(1, dataset.id)
             .Bind(2, dataset.name)
             .Bind(3, dataset.format)
@@ -809,7 +826,8 @@ absl::StatusOr<DatasetRecord> JobStore::CreateDataset(DatasetRecord dataset) {
             .Bind(7, dataset.sha256)
             .Bind(8, dataset.labels_json)
             .Bind(9, dataset.spec_json)
-            .Bind(10, dataset.created_at_ms);
+            .Bind(10, dataset.created_at_ms)
+            .Bind(11, dataset.owner);
         return insert.Run();
       },
       &no_events));
@@ -821,12 +839,14 @@ absl::StatusOr<DatasetRecord> JobStore::GetDataset(const std::string& id_or_name
   return GetDatasetLocked(id_or_name);
 }
 
-absl::StatusOr<std::vector<DatasetRecord>> JobStore::ListDatasets() {
-  static const std::string sql = absl::StrCat("SELECT ", kDatasetColumns,
-                                              " FROM datasets ORDER BY created_at_ms DESC, "
-                                              "rowid DESC");
+absl::StatusOr<std::vector<DatasetRecord>> JobStore::ListDatasets(
+    const std::optional<std::string>& owner) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kDatasetColumns,
+                   " FROM datasets WHERE (?1 OR owner = ?2) ORDER BY created_at_ms DESC, rowid DESC");
   absl::MutexLock lock(&mu_);
   BERTD_ASSIGN_OR_RETURN(Statement select, Prepare(sql.c_str()));
+  select.Bind(1, owner.has_value() ? 0 : 1).Bind(2, owner.value_or(""));
   std::vector<DatasetRecord> datasets;
   for (;;) {
     BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
@@ -863,6 +883,40 @@ absl::StatusOr<DatasetRecord> JobStore::DeleteDataset(const std::string& id_or_n
       },
       &no_events));
   return deleted;
+}
+
+// --- Model owners ---------------------------------------------------------------------------
+
+absl::StatusOr<std::string> JobStore::ClaimModel(const std::string& model, const std::string& owner) {
+  absl::MutexLock lock(&mu_);
+  std::string on_record;
+  std::vector<JobEvent> no_events;
+  BERTD_RETURN_IF_ERROR(Transaction(
+      [&]() -> absl::Status {
+        BERTD_ASSIGN_OR_RETURN(
+            Statement insert,
+            Prepare("INSERT OR IGNORE INTO model_owners (model, owner, created_at_ms) "
+                    "VALUES (?, ?, ?)"));
+        BERTD_RETURN_IF_ERROR(insert.Bind(1, model).Bind(2, owner).Bind(3, NowMs()).Run());
+        BERTD_ASSIGN_OR_RETURN(Statement select,
+                               Prepare("SELECT owner FROM model_owners WHERE model = ?"));
+        select.Bind(1, model);
+        BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
+        if (!row) return absl::InternalError("model_owners: the claimed row is missing");
+        on_record = select.Text(0);
+        return absl::OkStatus();
+      },
+      &no_events));
+  return on_record;
+}
+
+absl::StatusOr<std::optional<std::string>> JobStore::ModelOwner(const std::string& model) {
+  absl::MutexLock lock(&mu_);
+  BERTD_ASSIGN_OR_RETURN(Statement select, Prepare("SELECT owner FROM model_owners WHERE model = ?"));
+  select.Bind(1, model);
+  BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::nullopt;
+  return select.Text(0);
 }
 
 absl::Status JobStore::CheckIntegrity() {

@@ -45,6 +45,7 @@ struct JobRecord {
   int64_t finished_at_ms = 0;  // 0 until final
   int attempts = 0;            // runs interrupted by a restart (RequeueRunning)
   bool cancel_requested = false;
+  std::string owner;  // the submitting token's name; "" without tokens
 };
 
 struct DatasetRecord {
@@ -58,6 +59,7 @@ struct DatasetRecord {
   std::string labels_json = "[]";
   std::string spec_json = "{}";
   int64_t created_at_ms = 0;
+  std::string owner;  // the uploading token's name; "" without tokens
 };
 
 // Durable jobs, their events and dataset metadata in one SQLite database. Thread-safe.
@@ -94,9 +96,10 @@ class JobStore {
   // exist (NOT_FOUND otherwise); DeleteDataset refuses them while the job is unfinished.
   absl::StatusOr<JobRecord> Create(JobRecord job, const std::vector<std::string>& dataset_ids = {});
   absl::StatusOr<JobRecord> Get(const std::string& id);
-  // Newest first; `limit` <= 0: all.
+  // Newest first; `limit` <= 0: all; with `owner`, only that owner's jobs.
   absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state = std::nullopt,
-                                              int limit = 0);
+                                              int limit = 0,
+                                              const std::optional<std::string>& owner = std::nullopt);
   // Dataset ids the job was created with.
   absl::StatusOr<std::vector<std::string>> JobDatasets(const std::string& job_id);
 
@@ -141,11 +144,21 @@ class JobStore {
   absl::StatusOr<DatasetRecord> CreateDataset(DatasetRecord dataset);
   // By id, or else by name.
   absl::StatusOr<DatasetRecord> GetDataset(const std::string& id_or_name);
-  // Newest first.
-  absl::StatusOr<std::vector<DatasetRecord>> ListDatasets();
+  // Newest first; with `owner`, only that owner's datasets.
+  absl::StatusOr<std::vector<DatasetRecord>> ListDatasets(
+      const std::optional<std::string>& owner = std::nullopt);
   // Removes the metadata (the caller removes the files) and returns what was removed.
   // FAILED_PRECONDITION naming the job while a QUEUED or RUNNING job uses the dataset.
   absl::StatusOr<DatasetRecord> DeleteDataset(const std::string& id_or_name);
+
+  // --- Model owners ---------------------------------------------------------------------------
+  // Who may add versions to a model that a job writes (auth/ownership.h has the rule).
+
+  // Records `owner` for `model` unless the model already has one; returns the owner on record
+  // (the caller compares it with its own). Atomic: of two claims at once, exactly one wins.
+  absl::StatusOr<std::string> ClaimModel(const std::string& model, const std::string& owner);
+  // The owner on record, or nullopt for a model no job has claimed.
+  absl::StatusOr<std::optional<std::string>> ModelOwner(const std::string& model);
 
   // PRAGMA integrity_check and foreign_key_check; INTERNAL with the first problem.
   absl::Status CheckIntegrity();

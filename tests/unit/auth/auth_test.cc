@@ -193,6 +193,23 @@ TEST_F(AuthorizerTest, EachRoleReachesItsMethodsAndNoMore) {
   EXPECT_TRUE(WithToken(kLoad, "admin-token").ok());
 }
 
+TEST_F(AuthorizerTest, IdentifySaysWhoCalls) {
+  ClientMetadata metadata;
+  const std::string value = "Bearer trainer-token";
+  metadata.emplace("authorization", value);
+  absl::StatusOr<Caller> caller = authorizer_.Identify(kSubmit, metadata);
+  ASSERT_TRUE(caller.ok()) << caller.status();
+  EXPECT_EQ(caller->name, "t");
+  EXPECT_EQ(caller->role, Role::kTrainer);
+  EXPECT_EQ(authorizer_.Identify(kLoad, metadata).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // Open methods need no token; their caller is an anonymous reader.
+  caller = authorizer_.Identify("/grpc.health.v1.Health/Check", ClientMetadata());
+  ASSERT_TRUE(caller.ok());
+  EXPECT_EQ(caller->name, "");
+  EXPECT_EQ(caller->role, Role::kReader);
+}
+
 TEST_F(AuthorizerTest, PermissionDeniedNamesHolderAndRolesButNotTheToken) {
   absl::Status status = WithToken(kLoad, "trainer-token");
   EXPECT_EQ(status.message(),

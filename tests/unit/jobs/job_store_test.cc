@@ -99,6 +99,116 @@ TEST_F(JobStoreTest, CreateAssignsIdAndTimeAndGetReadsItBack) {
   EXPECT_EQ(store_->Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(JobStoreTest, OwnersAreStoredAndFilterListings) {
+  JobRecord job;
+  job.name = "mine";
+  job.owner = "alice";
+  ASSERT_TRUE(store_->Create(job).ok());
+  job.name = "theirs";
+  job.owner = "bob";
+  ASSERT_TRUE(store_->Create(job).ok());
+  NewJob("no-owner");
+  absl::StatusOr<std::vector<JobRecord>> alice = store_->List(std::nullopt, 0, "alice");
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  ASSERT_EQ(alice->size(), 1u);
+  EXPECT_EQ(alice->at(0).name, "mine");
+  EXPECT_EQ(alice->at(0).owner, "alice");
+  EXPECT_EQ(store_->List(JobState::kQueued, 0, "bob")->at(0).name, "theirs");
+  EXPECT_TRUE(store_->List(JobState::kRunning, 0, "bob")->empty());
+  EXPECT_EQ(store_->List(std::nullopt, 0, "")->at(0).name, "no-owner");
+  EXPECT_EQ(store_->List()->size(), 3u);
+
+  DatasetRecord dataset;
+  dataset.name = "alice-data";
+  dataset.owner = "alice";
+  ASSERT_TRUE(store_->CreateDataset(dataset).ok());
+  dataset.name = "bob-data";
+  dataset.owner = "bob";
+  ASSERT_TRUE(store_->CreateDataset(dataset).ok());
+  EXPECT_EQ(store_->GetDataset("bob-data")->owner, "bob");
+  ASSERT_EQ(store_->ListDatasets("alice")->size(), 1u);
+  EXPECT_EQ(store_->ListDatasets("alice")->at(0).name, "alice-data");
+  EXPECT_EQ(store_->ListDatasets()->size(), 2u);
+}
+
+TEST_F(JobStoreTest, TheFirstClaimOfAModelWinsAndLasts) {
+  EXPECT_EQ(*store_->ModelOwner("sentiment"), std::nullopt);
+  EXPECT_EQ(*store_->ClaimModel("sentiment", "alice"), "alice");
+  EXPECT_EQ(*store_->ClaimModel("sentiment", "bob"), "alice");
+  EXPECT_EQ(*store_->ModelOwner("sentiment"), "alice");
+  Reopen();
+  EXPECT_EQ(*store_->ModelOwner("sentiment"), "alice");
+
+  // Claims at once from many threads: exactly one owner, and every claimer is told the same one.
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<std::string> answers;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<std::string> owner = store_->ClaimModel("contested", "t" + std::to_string(i));
+      std::lock_guard<std::mutex> lock(mu);
+      answers.insert(owner.ok() ? *owner : "error: " + std::string(owner.status().message()));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(*answers.begin(), **store_->ModelOwner("contested"));
+}
+
+// A database written by a bertd of schema 1 (before owners): the upgrade keeps every row, and the
+// old jobs and datasets belong to "" (admins only).
+TEST_F(JobStoreTest, SchemaOneDatabasesUpgradeWithEmptyOwners) {
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  std::filesystem::create_directories(dir_);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  // Schema 1 as shipped (the first entry of kMigrations), with one job and one dataset.
+  const char* v1 = R"sql(
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES (1);
+    CREATE TABLE jobs (
+      seqno INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL DEFAULT '',
+      task TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 0,
+      spec_json TEXT NOT NULL DEFAULT '{}',
+      state TEXT NOT NULL
+        CHECK (state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+      error TEXT NOT NULL DEFAULT '', result_model TEXT NOT NULL DEFAULT '',
+      worker TEXT NOT NULL DEFAULT '', created_at_ms INTEGER NOT NULL,
+      started_at_ms INTEGER NOT NULL DEFAULT 0, finished_at_ms INTEGER NOT NULL DEFAULT 0,
+      attempts INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX jobs_queue ON jobs (state, priority DESC, seqno);
+    CREATE TABLE job_events (
+      job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+      time_ms INTEGER NOT NULL, type TEXT NOT NULL, payload_json TEXT NOT NULL,
+      PRIMARY KEY (job_id, seq)) WITHOUT ROWID;
+    CREATE TABLE datasets (
+      id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, format TEXT NOT NULL DEFAULT '',
+      path TEXT NOT NULL DEFAULT '', rows INTEGER NOT NULL DEFAULT 0,
+      size_bytes INTEGER NOT NULL DEFAULT 0, sha256 TEXT NOT NULL DEFAULT '',
+      labels_json TEXT NOT NULL DEFAULT '[]', spec_json TEXT NOT NULL DEFAULT '{}',
+      created_at_ms INTEGER NOT NULL);
+    CREATE TABLE job_datasets (
+      job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+      dataset_id TEXT NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+      PRIMARY KEY (job_id, dataset_id)) WITHOUT ROWID;
+    CREATE INDEX job_datasets_by_dataset ON job_datasets (dataset_id);
+    INSERT INTO jobs (id, name, state, created_at_ms) VALUES ('job-old', 'old', 'SUCCEEDED', 1);
+    INSERT INTO datasets (id, name, created_at_ms) VALUES ('ds-old', 'old-data', 1);
+  )sql";
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_close(db);
+
+  Reopen();
+  EXPECT_EQ(store_->schema_version(), 2);
+  EXPECT_EQ(store_->Get("job-old")->name, "old");
+  EXPECT_EQ(store_->Get("job-old")->owner, "");
+  EXPECT_EQ(store_->GetDataset("old-data")->owner, "");
+  EXPECT_EQ(store_->List(std::nullopt, 0, "")->size(), 1u);
+  EXPECT_TRUE(store_->CheckIntegrity().ok());
+}
+
 TEST_F(JobStoreTest, ClaimNextTakesHighestPriorityThenOldest) {
   std::string low1 = NewJob("low1", 0).id;
   std::string high1 = NewJob("high1", 5).id;
@@ -328,7 +438,7 @@ TEST_F(JobStoreTest, SurvivesCloseAndReopen) {
   ASSERT_TRUE(store_->ClaimNext("cpu:0").ok());
   ASSERT_TRUE(store_->AppendEvent(a, "checkpoint", R"({"path":"ckpt/1"})").ok());
   ASSERT_TRUE(store_->Finish(a, JobState::kSucceeded, "", "m@1").ok());
-  EXPECT_EQ(store_->schema_version(), 1);
+  EXPECT_EQ(store_->schema_version(), 2);
   EXPECT_TRUE(std::filesystem::exists(path_ + "-wal"));  // WAL mode took effect
 
   // A second open of the same database is refused while the first is alive.
@@ -336,7 +446,7 @@ TEST_F(JobStoreTest, SurvivesCloseAndReopen) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
 
   Reopen();
-  EXPECT_EQ(store_->schema_version(), 1);
+  EXPECT_EQ(store_->schema_version(), 2);
   EXPECT_EQ(store_->Get(a)->state, JobState::kSucceeded);
   EXPECT_EQ(store_->Get(a)->result_model, "m@1");
   EXPECT_EQ(store_->Get(b)->state, JobState::kQueued);
