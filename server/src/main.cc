@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -14,8 +15,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -30,10 +33,12 @@
 #include "api/server_service.h"
 #include "auth/authorizer.h"
 #include "auth/tls.h"
+#include "common/byte_size.h"
 #include "common/json.h"
 #include "inference/bert_servable.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
+#include "jobs/device_pool.h"
 #include "jobs/distributed.h"
 #include "jobs/training_runner.h"
 #include "metrics/http_server.h"
@@ -79,13 +84,24 @@ ABSL_FLAG(int, max_json_depth, bertd::kDefaultMaxJsonDepth,
           "tokenizer files, weight indexes); deeper files are refused with INVALID_ARGUMENT");
 ABSL_FLAG(int, shutdown_grace_seconds, 20,
           "On SIGTERM/SIGINT, how long requests in flight may take to finish");
-ABSL_FLAG(int, cpu_workers, 1,
-          "Training jobs run at once (one worker thread each); 0 queues jobs without running them");
+ABSL_FLAG(std::string, training_devices, "auto",
+          "The training pool: the slots jobs run on, each job in its own worker process. auto: one "
+          "slot per CUDA device, or cpu:1 without one; cpu:N: N CPU slots (sharing the CPUs); "
+          "cuda:I: CUDA device I; lists such as cuda:0,cuda:1 or cuda:0,cpu:1; none: jobs are "
+          "accepted and wait");
+ABSL_FLAG(int, cpu_workers, -1,
+          "Deprecated alias of --training_devices=cpu:N, kept for existing deployments (0: none, "
+          "jobs only queue); -1: unset");
 ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{1} << 30, "Largest dataset upload, in bytes");
 ABSL_FLAG(int, max_queued_jobs, 1000,
           "Queued training jobs; beyond it SubmitJob fails with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, training_threads, 0,
-          "LibTorch intra-op threads while training; 0 = leave the inference setting");
+          "LibTorch intra-op threads of each training worker process (one per slot); 0: the CPUs "
+          "of its CPU slot (the usable CPUs shared out among the CPU slots)");
+ABSL_FLAG(std::string, training_memory_limit, "",
+          "Memory limit of each CPU training worker process (setrlimit RLIMIT_DATA: heap and private "
+          "mappings), e.g. 8GiB; a worker that runs out of it fails its job with an out-of-memory "
+          "reason, and a job whose estimated need exceeds it is refused at submit. Empty: none");
 ABSL_FLAG(std::string, external_launch_command, "",
           "For data-parallel jobs with distributed.launcher=external: a /bin/sh command that "
           "submits their workers (e.g. deploy/kubernetes/training/launch.sh), run with "
@@ -114,7 +130,9 @@ struct ServerConfig {
   api::RequestLimits limits;
   int max_message_bytes = 0;
   absl::Duration shutdown_grace;
-  int cpu_workers = 1;
+  std::string training_devices;
+  int cpu_workers = -1;  // the deprecated alias; -1 unset
+  int64_t training_memory_limit = 0;
   int64_t max_dataset_bytes = 0;
   int max_queued_jobs = 0;
   int training_threads = 0;
@@ -129,6 +147,47 @@ int UsableCpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// The CPUs this process may run on, in order.
+std::vector<int> UsableCpuList() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+    }
+  }
+  return cpus;
+}
+
+// --training_devices, or the deprecated --cpu_workers=N (cpu:N; 0: none).
+absl::StatusOr<std::vector<jobs::Slot>> ResolvePool(const ServerConfig& config, int cuda_devices) {
+  if (config.cpu_workers >= 0) {
+    if (config.training_devices != "auto") {
+      return absl::InvalidArgumentError(
+          "--cpu_workers is an alias of --training_devices=cpu:N; give one of them, not both");
+    }
+    return jobs::ParseTrainingDevices(
+        config.cpu_workers == 0 ? "none" : absl::StrCat("cpu:", config.cpu_workers), cuda_devices);
+  }
+  return jobs::ParseTrainingDevices(config.training_devices, cuda_devices);
+}
+
+// The usable CPUs shared out among `slots` CPU slots: consecutive runs, every slot at least one
+// (slots outnumbering CPUs share them round-robin).
+std::vector<std::vector<int>> ShareCpus(const std::vector<int>& cpus, int slots) {
+  std::vector<std::vector<int>> shares(slots);
+  const int n = static_cast<int>(cpus.size());
+  if (n == 0) return shares;
+  for (int slot = 0; slot < slots; ++slot) {
+    if (n >= slots) {
+      for (int i = slot * n / slots; i < (slot + 1) * n / slots; ++i) shares[slot].push_back(cpus[i]);
+    } else {
+      shares[slot].push_back(cpus[slot % n]);
+    }
+  }
+  return shares;
 }
 
 ServerConfig ConfigFromFlags() {
@@ -152,7 +211,8 @@ ServerConfig ConfigFromFlags() {
   config.limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
-  config.cpu_workers = std::max(0, absl::GetFlag(FLAGS_cpu_workers));
+  config.training_devices = absl::GetFlag(FLAGS_training_devices);
+  config.cpu_workers = absl::GetFlag(FLAGS_cpu_workers);
   config.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   config.training_threads = absl::GetFlag(FLAGS_training_threads);
@@ -204,6 +264,28 @@ int Run(const ServerConfig& config) {
   at::set_num_threads(config.intra_op_threads);
   at::set_num_interop_threads(1);
   WarnIfBlasCompetesWithOpenMp();
+
+  // The training pool: a wrong flag fails the start.
+  const int cuda_devices = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  absl::StatusOr<std::vector<jobs::Slot>> pool = ResolvePool(config, cuda_devices);
+  absl::StatusOr<int64_t> memory_limit =
+      ParseByteSize(absl::GetFlag(FLAGS_training_memory_limit), "--training_memory_limit");
+  for (const absl::Status& status : {pool.status(), memory_limit.status()}) {
+    if (!status.ok()) {
+      std::fprintf(stderr, "bertd: %s\n", std::string(status.message()).c_str());
+      return 1;
+    }
+  }
+  const int cpu_slots = jobs::CountSlots(*pool, jobs::DeviceType::kCpu);
+  const std::vector<std::vector<int>> cpu_shares = ShareCpus(UsableCpuList(), cpu_slots);
+  const int threads_per_slot =
+      config.training_threads > 0
+          ? config.training_threads
+          : std::max(1, cpu_slots > 0 ? static_cast<int>(cpu_shares[0].size()) : UsableCpus());
+  std::fprintf(stderr, "bertd: training pool (--training_devices): %s; %d threads per worker%s\n",
+               jobs::DescribePool(*pool).c_str(), threads_per_slot,
+               *memory_limit > 0 ? absl::StrCat(", CPU workers limited to ", FormatBytes(*memory_limit)).c_str()
+                                 : "");
 
   // Credentials first: a wrong file fails the start before anything is loaded.
   auto credentials = auth::MakeServerCredentials(config.tls);
@@ -261,7 +343,7 @@ int Run(const ServerConfig& config) {
   // Training metrics follow the committed job events; seeded with the stored jobs before any
   // event flows (the scheduler and the job RPCs start below).
   auto training_metrics = std::make_shared<metrics::TrainingMetrics>();
-  training_metrics->SetWorkers(config.cpu_workers);
+  training_metrics->SetWorkers(static_cast<int>(pool->size()));
   if (auto stored = store.List(); stored.ok()) {
     for (const jobs::JobRecord& job : *stored) {
       training_metrics->SeedJob(job.id, jobs::JobStateName(job.state));
@@ -336,20 +418,33 @@ int Run(const ServerConfig& config) {
   api::InferenceServiceImpl inference_service(&registry, &server_metrics, config.limits);
   api::ModelServiceImpl model_service(&registry, &server_metrics);
 
-  jobs::TrainingRunner training_runner({&store, &registry, config.data_dir, config.training_threads,
-                                        SelfExecutable(),
-                                        config.training_threads > 0 ? config.training_threads
-                                                                    : UsableCpus(),
-                                        absl::GetFlag(FLAGS_external_launch_command)});
-  std::vector<std::string> workers;
-  for (int i = 0; i < config.cpu_workers; ++i) workers.push_back(absl::StrCat("cpu-", i));
+  jobs::TrainingRunnerOptions runner_options;
+  runner_options.store = &store;
+  runner_options.registry = &registry;
+  runner_options.data_dir = config.data_dir;
+  runner_options.worker_executable = SelfExecutable();
+  runner_options.cpu_slot_cpus = cpu_shares;
+  runner_options.threads_per_slot = threads_per_slot;
+  runner_options.memory_limit_bytes = *memory_limit;
+  runner_options.external_threads_per_rank =
+      config.training_threads > 0 ? config.training_threads : UsableCpus();
+  runner_options.external_launch_command = absl::GetFlag(FLAGS_external_launch_command);
+  jobs::TrainingRunner training_runner(runner_options);
   // Started once the repository is loaded: a requeued job needs its base model.
-  jobs::JobScheduler scheduler(&store, workers, training_runner.AsJobRunner());
+  jobs::JobScheduler scheduler(&store, *pool, training_runner.AsJobRunner(), jobs::DemandOfJob);
+  training_metrics->SetSlots([&scheduler] {
+    std::vector<std::pair<std::string, bool>> slots;
+    std::map<std::string, std::string> running = scheduler.Running();
+    for (const jobs::Slot& slot : scheduler.slots()) {
+      slots.emplace_back(std::string(jobs::DeviceTypeName(slot.type)), !running[slot.name].empty());
+    }
+    return slots;
+  });
   api::DatasetServiceImpl dataset_service(&store, &server_metrics,
                                           {config.data_dir, config.max_dataset_bytes});
   dataset_service.RemoveLeftovers();
   api::JobServiceImpl job_service(&store, &scheduler, &registry, &server_metrics,
-                                  {config.max_queued_jobs});
+                                  {config.max_queued_jobs, *pool, *memory_limit});
 
   v1::ServerInfo server_info;
   server_info.set_version(std::string(metrics::ServerMetrics::Version()));
@@ -357,7 +452,8 @@ int Run(const ServerConfig& config) {
   server_info.set_device(config.device);
   server_info.set_precision(std::string(runtime::PrecisionName(*precision)));
   server_info.set_intra_op_threads(config.intra_op_threads);
-  server_info.set_training_workers(config.cpu_workers);
+  server_info.set_training_workers(static_cast<int>(pool->size()));
+  for (const jobs::Slot& slot : *pool) server_info.add_training_slots(slot.name);
   server_info.set_tls(config.tls.enabled());
   server_info.set_authentication(!config.auth_tokens_file.empty());
   api::ServerServiceImpl server_service(std::move(server_info), &server_metrics);
@@ -388,7 +484,7 @@ int Run(const ServerConfig& config) {
   std::thread loader([&] {
     registry.LoadRepository();
     // With no workers, jobs are accepted and wait (e.g. a node that only validates and queues).
-    absl::Status started = config.cpu_workers > 0 ? scheduler.Start() : absl::OkStatus();
+    absl::Status started = !pool->empty() ? scheduler.Start() : absl::OkStatus();
     if (!started.ok()) {
       std::fprintf(stderr, "bertd: training jobs will not run: %s\n",
                    std::string(started.message()).c_str());

@@ -219,7 +219,7 @@ class KustomizeOverlays(unittest.TestCase):
         self.assertIn("nvidia.com/gpu.present", pod["nodeSelector"])
         flags = flags_of(objects)
         self.assertIn("--device=cuda", flags)
-        self.assertIn("--cpu_workers=1", flags)  # one training worker per GPU
+        self.assertIn("--training_devices=auto", flags)  # one training slot per GPU of the pod
 
     def test_inference_overlay_scales_a_deployment_on_queue_depth(self):
         objects, _ = render("inference")
@@ -243,7 +243,7 @@ class KustomizeOverlays(unittest.TestCase):
         mount = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models"][0]
         self.assertTrue(mount["readOnly"])
         flags = flags_of(objects)
-        self.assertIn("--cpu_workers=0", flags)
+        self.assertIn("--training_devices=none", flags)
         self.assertIn(f"--model_repository={mount['mountPath']}", flags)
 
 

@@ -209,7 +209,7 @@ def setUpModule():
     Env.bertd = subprocess.Popen(
         [os.environ["BERTD_BINARY"], f"--listen=127.0.0.1:{Env.grpc_port}",
          f"--metrics_listen=127.0.0.1:{Env.metrics_port}", f"--data_dir={data_dir}",
-         "--intra_op_threads=1", "--training_threads=1", "--cpu_workers=1"],
+         "--intra_op_threads=1", "--training_threads=1", "--training_devices=cpu:2"],
         stdout=Env.bertd_log, stderr=subprocess.STDOUT)
 
     config_dir = os.path.join(Env.tmp, "prometheus")

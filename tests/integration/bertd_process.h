@@ -30,6 +30,7 @@ class BertdProcess {
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  pid_t pid() const { return pid_; }
   std::string log() const;  // what bertd wrote to stderr
 
  private:

@@ -119,7 +119,8 @@ class DistributedJobsTest : public ::testing::Test {
   }
 
   void StartServer() {
-    server_ = std::make_unique<BertdProcess>(data_dir_);
+    // Two CPU slots: a two-rank job holds one per rank.
+    server_ = std::make_unique<BertdProcess>(data_dir_, std::vector<std::string>{"--training_devices=cpu:2"});
     ASSERT_TRUE(server_->WaitUntilServing()) << server_->log();
   }
 

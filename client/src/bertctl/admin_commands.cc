@@ -484,11 +484,14 @@ void AddServerCommands(CLI::App& app, Globals& globals, Commands& commands) {
       } else {
         std::printf("bertctl %s\n", BERTCTL_VERSION);
         if (status.ok()) {
-          std::printf("bertd %s at %s (since %s; %s, %s, %d threads, %d training workers%s%s)\n",
+          const std::string pool = info.training_slots_size() > 0
+                                       ? absl::StrJoin(info.training_slots(), " ")
+                                       : std::string("none");
+          std::printf("bertd %s at %s (since %s; %s, %s, %d threads, training pool: %s%s%s)\n",
                       info.version().c_str(), globals.connection.server.c_str(),
                       google::protobuf::util::TimeUtil::ToString(info.started_at()).c_str(),
                       info.device().c_str(), info.precision().c_str(), info.intra_op_threads(),
-                      info.training_workers(), info.tls() ? ", TLS" : "",
+                      pool.c_str(), info.tls() ? ", TLS" : "",
                       info.authentication() ? ", tokens required" : "");
         }
       }

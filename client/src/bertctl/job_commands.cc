@@ -69,6 +69,8 @@ void PrintJob(const v1::Job& job) {
   if (!job.eval_metrics().empty()) table.Add({"eval_metrics", Metrics(job.eval_metrics())});
   if (!job.result_model().empty()) table.Add({"result_model", job.result_model()});
   table.Add({"attempts", absl::StrCat(job.attempts())});
+  if (job.devices_size() > 0) table.Add({"devices", absl::StrJoin(job.devices(), ",")});
+  if (!job.owner().empty()) table.Add({"owner", job.owner()});
   table.Print();
 }
 
@@ -203,7 +205,7 @@ int Follow(Globals& globals, const std::string& job_id, bool cancel_on_interrupt
 }
 
 struct SubmitOptions {
-  std::string task, train, eval, base_model, output, name, config, vocab;
+  std::string task, train, eval, base_model, output, name, config, vocab, device;
   double eval_split = -1;
   int priority = 0;
   std::vector<std::string> sets;
@@ -298,6 +300,7 @@ int Submit(Globals& globals, SubmitOptions o) {
   spec.set_output_model(o.output);
   spec.set_name(o.name);
   spec.set_priority(o.priority);
+  if (!o.device.empty()) spec.mutable_resources()->set_device(o.device);
   if (o.eval_split > 0) spec.set_eval_split(o.eval_split);
   if (!o.vocab.empty()) {
     // model:NAME and dataset:ID go as they are; a local vocab.txt is uploaded as a text dataset.
@@ -363,6 +366,10 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
     cmd->add_option("--output", o->output, "Name of the trained model");
     cmd->add_option("--name", o->name, "Job display name (default: --output)");
     cmd->add_option("--priority", o->priority, "Higher runs first");
+    cmd->add_option("--device", o->device,
+                    "Training slots to run on: any (default), cpu or cuda (the server's "
+                    "--training_devices)")
+        ->check(CLI::IsMember({"any", "cpu", "cuda"}));
     cmd->add_option("--set", o->sets, "Hyperparameter key=value (repeatable)");
     cmd->add_option("--config", o->config, "Job file (YAML if .yaml/.yml, else JSON): task, train, eval, eval_split, base_model, "
                                            "output, name, hyperparameters{}; flags override it");
@@ -398,10 +405,11 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
         std::printf("%s\n", ToJson(response, true).c_str());
         return kExitOk;
       }
-      Table table({"id", "name", "state", "task", "progress", "result"});
+      Table table({"id", "name", "state", "task", "devices", "progress", "result"});
       for (const auto& job : response.jobs()) {
         table.Add({job.id(), job.name(), client::JobStateName(job.state()),
                    client::TrainingTaskName(job.spec().task()),
+                   job.devices_size() > 0 ? absl::StrJoin(job.devices(), ",") : "-",
                    job.has_progress() ? absl::StrCat(job.progress().step(), "/", job.progress().total_steps()) : "-",
                    job.result_model().empty() ? "-" : job.result_model()});
       }

@@ -114,9 +114,10 @@ absl::Status SetJobSetting(absl::string_view key, absl::string_view value, absl:
   if (group == "model_size") return SetField(where, field, value, "model size", spec->mutable_model_size());
   if (group == "pretraining") return SetField(where, field, value, "pretraining setting", spec->mutable_pretraining());
   if (group == "distributed") return SetField(where, field, value, "distributed setting", spec->mutable_distributed());
+  if (group == "resources") return SetField(where, field, value, "resource setting", spec->mutable_resources());
   return absl::InvalidArgumentError(absl::StrCat(where, ": unknown setting group '", group,
-                                                 "'; expected vocabulary., model_size., pretraining. "
-                                                 "or distributed."));
+                                                 "'; expected vocabulary., model_size., pretraining., "
+                                                 "distributed. or resources."));
 }
 
 absl::Status ApplyJobSetting(absl::string_view assignment, v1::JobSpec* spec) {

@@ -6,14 +6,19 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
 #include "auth/authorizer.h"
 #include "auth/ownership.h"
+#include "common/byte_size.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "jobs/event_cursor.h"
 #include "jobs/training_runner.h"
+#include "model/config.h"
+#include "training/memory_estimate.h"
+#include "training/pretrainer.h"
 
 namespace bertd::api {
 namespace {
@@ -116,8 +121,10 @@ json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
   BERTD_COPY_IF_SET(distributed, distributed, restart_policy);
   BERTD_COPY_IF_SET(distributed, distributed, max_restarts);
   BERTD_COPY_IF_SET(distributed, distributed, launcher);
-#undef BERTD_COPY_IF_SET
   root["distributed"] = distributed;
+  json resources = json::object();
+  BERTD_COPY_IF_SET(resources, resources, device);
+  root["resources"] = resources;
   root["vocabulary"] = vocabulary;
   root["model_size"] = size;
   root["pretraining"] = pretraining;
@@ -185,6 +192,7 @@ void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
   d->set_restart_policy(spec.distributed.restart_policy);
   d->set_max_restarts(spec.distributed.max_restarts);
   d->set_launcher(spec.distributed.launcher);
+  out->mutable_resources()->set_device(spec.resources.device);
   if (pretraining) {
     const training::PretrainingOptions& o = spec.pretraining;
     v1::PretrainingOptions* p = out->mutable_pretraining();
@@ -221,6 +229,7 @@ void ProgressFromJson(const json& payload, v1::Progress* out) {
   out->set_eta_seconds(Number(payload, "eta_seconds"));
   if (payload.contains("mlm_loss")) out->set_mlm_loss(Number(payload, "mlm_loss"));
   if (payload.contains("nsp_loss")) out->set_nsp_loss(Number(payload, "nsp_loss"));
+  out->set_memory_bytes(Integer(payload, "memory_bytes"));
   if (payload.contains("world_size")) {
     out->set_world_size(static_cast<int32_t>(Integer(payload, "world_size")));
     out->set_allreduce_seconds_per_step(Number(payload, "allreduce_seconds_per_step"));
@@ -302,6 +311,9 @@ absl::Status JobServiceImpl::ToJobProto(const jobs::JobRecord& record, v1::Job* 
   job->set_attempts(record.attempts);
   job->set_cancel_requested(record.cancel_requested);
   job->set_owner(record.owner);
+  if (!record.worker.empty()) {
+    for (absl::string_view device : absl::StrSplit(record.worker, ',')) job->add_devices(std::string(device));
+  }
   SetTime(record.created_at_ms, job->mutable_created_at());
   if (record.started_at_ms > 0) SetTime(record.started_at_ms, job->mutable_started_at());
   if (record.finished_at_ms > 0) SetTime(record.finished_at_ms, job->mutable_finished_at());
@@ -384,6 +396,7 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto,
   // Refused before any other work; claimed (when new) only once the job is sure to be created.
   BERTD_RETURN_IF_ERROR(CheckOutputModel(spec.output_model, caller));
 
+  std::string base_dir;
   if (!spec.scratch()) {
     absl::StatusOr<registry::ModelStatus> base = registry_->Get(spec.base_model);
     if (!base.ok() || base->state != registry::ModelState::kReady) {
@@ -391,7 +404,12 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto,
           "base_model: model '", spec.base_model, "' is not loaded",
           base.ok() ? absl::StrCat(" (", registry::ModelStateName(base->state), ")") : ""));
     }
+    base_dir = base->path;
   }
+  const jobs::SlotDemand demand = jobs::DemandOf(spec);
+  BERTD_RETURN_IF_ERROR(jobs::CheckDemandFits(demand, options_.pool));
+  BERTD_RETURN_IF_ERROR(CheckMemory(spec, demand, base_dir));
+
   std::vector<std::string> dataset_ids;
   // A vocabulary named by the spec must exist now; a dataset one is kept until the job ends.
   const std::string& vocab_source = spec.vocabulary.source;
@@ -448,6 +466,32 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto,
   BERTD_ASSIGN_OR_RETURN(job, store_->Create(std::move(job), dataset_ids));
   scheduler_->Notify();
   return job;
+}
+
+absl::Status JobServiceImpl::CheckMemory(const training::TrainingJobSpec& spec,
+                                         const jobs::SlotDemand& demand,
+                                         const std::string& base_dir) {
+  // Only CPU workers have a limit; a job that can only run on CUDA slots is not checked here.
+  const bool may_run_on_cpu = !demand.type.has_value() || *demand.type == jobs::DeviceType::kCpu;
+  if (options_.memory_limit_bytes <= 0 || demand.count == 0 || !may_run_on_cpu ||
+      jobs::CountSlots(options_.pool, jobs::DeviceType::kCpu) == 0) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<model::BertConfig> config =
+      spec.scratch() ? training::ScratchModelConfig(spec, spec.vocabulary.vocab_size,
+                                                    training::ArchitectureFor(spec.task))
+                     : model::BertConfig::FromFile(base_dir + "/config.json");
+  if (!config.ok()) return absl::OkStatus();  // the job reports what is wrong with its model
+  const training::MemoryEstimate estimate =
+      training::EstimateTrainingMemory(*config, spec.task, spec.args, spec.pretraining);
+  if (estimate.total() <= options_.memory_limit_bytes) return absl::OkStatus();
+  const int tokens = std::min(spec.args.max_seq_length, config->max_position_embeddings);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "hyperparameters.per_device_train_batch_size: the job needs an estimated ",
+      estimate.Describe(spec.args.per_device_train_batch_size, tokens), ", over the ",
+      FormatBytes(options_.memory_limit_bytes),
+      " a CPU training worker may use (--training_memory_limit); lower the batch size or "
+      "max_seq_length"));
 }
 
 absl::StatusOr<jobs::JobRecord> JobServiceImpl::OwnJob(const std::string& job_id,

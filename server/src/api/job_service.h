@@ -6,6 +6,7 @@
 
 #include "auth/authorizer.h"
 #include "bertd/v1/jobs.grpc.pb.h"
+#include "jobs/device_pool.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
 #include "metrics/server_metrics.h"
@@ -16,6 +17,11 @@ namespace bertd::api {
 
 struct JobServiceOptions {
   int max_queued_jobs = 1000;
+  // The training pool: a job that could never fit it is refused at submit (none: every job is
+  // accepted and waits).
+  std::vector<jobs::Slot> pool;
+  // --training_memory_limit: a job whose estimated need exceeds it is refused (0: no check).
+  int64_t memory_limit_bytes = 0;
 };
 
 // bertd.v1.JobService. Synchronous handlers: job RPCs are rare and short, except WatchJob, whose
@@ -54,6 +60,10 @@ class JobServiceImpl final : public bertd::v1::JobService::Service {
   absl::Status ClaimOutputModel(const std::string& model, const auth::Caller& caller);
   // Whether `model` has a loaded version or a directory in the repository.
   bool InRepository(const std::string& model) const;
+  // INVALID_ARGUMENT with the estimate when a job that may run on a CPU slot cannot fit
+  // --training_memory_limit.
+  absl::Status CheckMemory(const training::TrainingJobSpec& spec, const jobs::SlotDemand& demand,
+                           const std::string& base_dir);
   // The job, if the caller may see it (PERMISSION_DENIED otherwise).
   absl::StatusOr<jobs::JobRecord> OwnJob(const std::string& job_id, const auth::Caller& caller);
   // The record plus what its events say (latest progress and evaluation).

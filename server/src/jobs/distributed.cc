@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,12 +23,15 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/json.h"
 #include "absl/time/clock.h"
+#include "common/byte_size.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "jobs/worker_protocol.h"
 
 extern char** environ;
 
@@ -36,7 +41,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr int kExitStopped = 3;
 // How long ranks asked to stop may take to reach a step boundary and checkpoint.
 constexpr absl::Duration kStopGrace = absl::Seconds(60);
 // --external_launch_command submits workers; it does not wait for them.
@@ -66,6 +70,35 @@ std::string DescribeExit(int status) {
   return "ended";
 }
 
+// Text of allocation failures: LibTorch's allocator, the C++ runtime, OpenMP's thread stacks.
+bool LooksOutOfMemory(absl::string_view error) {
+  for (absl::string_view marker : {"not enough memory", "bad_alloc", "Cannot allocate memory",
+                                   "can't allocate memory", "Thread creation failed",
+                                   "out of memory"}) {
+    if (absl::StrContains(error, marker)) return true;
+  }
+  return false;
+}
+
+// The job's error when a rank failed: what a user can act on first (out of memory, the signal),
+// then what the worker said.
+absl::Status DescribeFailure(int rank, int world, const std::string& how, const std::string& error,
+                             int64_t memory_limit_bytes) {
+  const std::string who = world == 1 ? "the worker process" : absl::StrCat("rank ", rank);
+  std::string what = absl::StrCat(who, " ", how);
+  if (LooksOutOfMemory(error)) {
+    what = absl::StrCat(who, " ran out of memory",
+                        memory_limit_bytes > 0
+                            ? absl::StrCat(" (limit ", FormatBytes(memory_limit_bytes),
+                                           ", --training_memory_limit)")
+                            : "",
+                        " and ", how);
+  } else if (absl::StrContains(how, "signal 9 ")) {
+    absl::StrAppend(&what, "; the kernel's out-of-memory killer sends SIGKILL when memory runs out");
+  }
+  return absl::AbortedError(absl::StrCat(what, error.empty() ? "" : ": ", error));
+}
+
 // The last non-empty line of a file (a rank's stderr log), for failure messages.
 std::string LastLine(const std::string& path) {
   std::ifstream in(path);
@@ -76,9 +109,6 @@ std::string LastLine(const std::string& path) {
   return last.size() > 300 ? last.substr(0, 300) + "..." : last;
 }
 
-std::string ChannelPath(const std::string& job_dir, int rank) {
-  return (fs::path(job_dir) / absl::StrCat("rank-", rank, ".jsonl")).string();
-}
 
 // What the server knows of one rank: its process (local launcher), its channel file and what it
 // last said.
@@ -94,6 +124,7 @@ struct Rank {
   bool heard = false;    // said anything in this attempt
   absl::Time last_heard = absl::InfinitePast();
   double samples_per_second = 0;
+  int64_t rss_bytes = 0;  // from its heartbeats
   std::string error;     // from an "error" line
   int exit_code = -1;    // from an "exit" line (external launcher), -1 = none yet
 };
@@ -103,6 +134,7 @@ void HandleLine(const json& line, Rank& rank, const std::vector<Rank>& all, JobC
   const std::string type = line.value("type", "");
   if (type == "heartbeat") {
     rank.samples_per_second = line.value("samples_per_second", 0.0);
+    rank.rss_bytes = line.value("rss_bytes", int64_t{0});
   } else if (type == "error") {
     rank.error = absl::StrCat(line.value("code", "UNKNOWN"), ": ", line.value("message", ""));
   } else if (type == "exit") {
@@ -112,8 +144,13 @@ void HandleLine(const json& line, Rank& rank, const std::vector<Rank>& all, JobC
     json payload = line.contains("payload") ? line["payload"] : json::object();
     if (event == "progress") {
       std::vector<double> rates;
-      for (const Rank& r : all) rates.push_back(r.samples_per_second);
+      int64_t memory = 0;
+      for (const Rank& r : all) {
+        rates.push_back(r.samples_per_second);
+        memory += r.rss_bytes;
+      }
       payload["rank_samples_per_second"] = rates;
+      payload["memory_bytes"] = memory;
     }
     context.Emit(event, payload.dump()).IgnoreError();
   }
@@ -166,10 +203,19 @@ std::vector<std::string> EnvironmentWith(const std::vector<std::string>& overrid
   return env;
 }
 
-std::vector<std::string> WorkerEnvironment(int rank, int world_size, int port) {
-  return EnvironmentWith({"MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port),
-                          absl::StrCat("WORLD_SIZE=", world_size), absl::StrCat("RANK=", rank),
-                          absl::StrCat("LOCAL_RANK=", rank)});
+std::vector<std::string> WorkerEnvironment(int rank, int world_size, int port,
+                                           const RankPlacement* placement) {
+  std::vector<std::string> overrides = {
+      "MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port),
+      absl::StrCat("WORLD_SIZE=", world_size), absl::StrCat("RANK=", rank),
+      absl::StrCat("LOCAL_RANK=", rank)};
+  if (placement != nullptr) {
+    // A CUDA rank sees only its slot's device (as cuda:0); a CPU rank sees none, so it can never
+    // take GPU memory from the jobs that hold GPU slots.
+    overrides.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=",
+                                     placement->cuda_device >= 0 ? absl::StrCat(placement->cuda_device) : ""));
+  }
+  return EnvironmentWith(overrides);
 }
 
 // Runs `command` with /bin/sh and `env`; returns its output (stdout and stderr) or why it failed.
@@ -228,9 +274,21 @@ absl::StatusOr<std::string> RunCommand(const std::string& command, std::vector<s
 }
 
 absl::Status Spawn(const std::string& executable, const std::string& plan_path, int world_size,
-                   int port, Rank* rank) {
+                   int port, const RankPlacement* placement, int64_t memory_limit_bytes,
+                   Rank* rank) {
   std::vector<std::string> args = {executable, "--worker_plan=" + plan_path};
-  std::vector<std::string> env = WorkerEnvironment(rank->index, world_size, port);
+  std::vector<std::string> env = WorkerEnvironment(rank->index, world_size, port, placement);
+  // Built before fork: nothing after it may allocate.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const bool pin = placement != nullptr && !placement->cpus.empty();
+  if (pin) {
+    for (int cpu : placement->cpus) CPU_SET(cpu, &cpus);
+  }
+  const bool cpu_rank = placement == nullptr || placement->cuda_device < 0;
+  struct rlimit limit {};
+  limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(memory_limit_bytes);
+  const bool limit_memory = cpu_rank && memory_limit_bytes > 0;
   std::vector<char*> argv, envp;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -253,6 +311,8 @@ absl::Status Spawn(const std::string& executable, const std::string& plan_path, 
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the server died before prctl
+    if (pin && ::sched_setaffinity(0, sizeof(cpus), &cpus) != 0) ::_exit(126);
+    if (limit_memory && ::setrlimit(RLIMIT_DATA, &limit) != 0) ::_exit(126);
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
@@ -262,7 +322,6 @@ absl::Status Spawn(const std::string& executable, const std::string& plan_path, 
   return absl::OkStatus();
 }
 
-std::string StopFilePath(const std::string& job_dir) { return (fs::path(job_dir) / "stop").string(); }
 
 // One attempt: start every rank (local launcher) or wait for them (external), and watch them until
 // they are all done or the attempt fails. OK, CANCELLED (stopped on request), or the failure.
@@ -292,7 +351,10 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
         std::fclose(log);
       }
       rank.last_heard = absl::Now();  // a local rank has `timeout` to say its first word
-      failure = Spawn(options.executable, plan_path, world, port, &rank);
+      const RankPlacement* placement =
+          rank.index < static_cast<int>(options.placement.size()) ? &options.placement[rank.index] : nullptr;
+      failure = Spawn(options.executable, plan_path, world, port, placement,
+                      options.memory_limit_bytes, &rank);
       if (!failure.ok()) break;
     }
   } else if (options.launch_command.empty()) {
@@ -337,7 +399,7 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
   auto describe = [&](const Rank& rank, const std::string& how) {
     std::string error = rank.error;
     if (error.empty() && local) error = LastLine(rank.log_path);
-    return absl::AbortedError(absl::StrCat("rank ", rank.index, " ", how, error.empty() ? "" : ": ", error));
+    return DescribeFailure(rank.index, world, how, error, options.memory_limit_bytes);
   };
   bool stopping = false;
   absl::Time stop_deadline = absl::InfiniteFuture();
@@ -400,35 +462,6 @@ absl::Status RunAttempt(const LaunchOptions& options, const std::string& plan_pa
   return absl::OkStatus();
 }
 
-// --- worker side ------------------------------------------------------------------------------
-
-std::atomic<bool> stop_requested{false};
-extern "C" void OnStopSignal(int) { stop_requested.store(true); }
-
-// The worker's side of its channel file; serializes the training thread and the heartbeat
-// thread. One line per write(2) on an O_APPEND file, so a reader never sees half a line mixed
-// with another.
-class Channel {
- public:
-  explicit Channel(const std::string& path)
-      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) {}
-  ~Channel() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool ok() const { return fd_ >= 0; }
-  void Send(const json& line) {
-    const std::string text = line.dump() + "\n";
-    absl::MutexLock lock(&mu_);
-    if (fd_ >= 0 && ::write(fd_, text.data(), text.size()) < 0) {
-      std::fprintf(stderr, "bertd worker: cannot write its channel: %s\n", strerror(errno));
-    }
-  }
-
- private:
-  const int fd_;
-  absl::Mutex mu_;
-};
-
 }  // namespace
 
 absl::Status RunDataParallel(const LaunchOptions& options, JobContext& context) {
@@ -464,100 +497,6 @@ absl::Status RunDataParallel(const LaunchOptions& options, JobContext& context) 
                             .dump())
         .IgnoreError();
   }
-}
-
-int RunWorker(const std::string& plan_path, const training::RendezvousConfig& rendezvous) {
-  const std::string job_dir = fs::path(plan_path).parent_path().string();
-  Channel channel(ChannelPath(job_dir, rendezvous.rank));
-  if (!channel.ok()) {
-    std::fprintf(stderr, "bertd worker (rank %d): cannot open %s: %s\n", rendezvous.rank,
-                 ChannelPath(job_dir, rendezvous.rank).c_str(), strerror(errno));
-    return 1;
-  }
-  // The last line of every run: the server learns the outcome even without seeing the process.
-  auto exit_with = [&](int code) {
-    channel.Send({{"type", "exit"}, {"code", code}});
-    return code;
-  };
-  auto fail = [&](const absl::Status& status) {
-    channel.Send({{"type", "error"},
-                  {"code", absl::StatusCodeToString(status.code())},
-                  {"message", std::string(status.message())}});
-    std::fprintf(stderr, "bertd worker (rank %d): %s\n", rendezvous.rank, status.ToString().c_str());
-    return 1;
-  };
-  absl::StatusOr<std::string> text = ReadFileToString(plan_path);
-  if (!text.ok()) return exit_with(fail(text.status()));
-  absl::StatusOr<TrainingPlan> plan = TrainingPlan::FromJson(*text);
-  if (!plan.ok()) return exit_with(fail(plan.status()));
-  absl::StatusOr<training::TrainingJobSpec> spec = training::TrainingJobSpec::FromJson(plan->spec_json);
-  if (!spec.ok()) return exit_with(fail(spec.status()));
-
-  struct sigaction action {};
-  action.sa_handler = OnStopSignal;
-  sigemptyset(&action.sa_mask);
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
-  const std::string stop_file = StopFilePath(job_dir);
-
-  // Heartbeats from their own thread: a rank that is alive but waiting in a long collective still
-  // reports; one that is stopped or gone does not.
-  std::atomic<int64_t> step{0};
-  std::atomic<double> samples_per_second{0};
-  std::atomic<bool> finished{false};
-  const absl::Duration beat = std::clamp(absl::Seconds(spec->distributed.timeout_seconds) / 10,
-                                         absl::Milliseconds(200), absl::Seconds(5));
-  std::thread heartbeat([&] {
-    while (!finished.load()) {
-      channel.Send({{"type", "heartbeat"}, {"step", step.load()}, {"samples_per_second", samples_per_second.load()}});
-      for (absl::Time until = absl::Now() + beat; !finished.load() && absl::Now() < until;) {
-        absl::SleepFor(absl::Milliseconds(50));
-      }
-    }
-  });
-  auto finish = [&](int code) {
-    finished.store(true);
-    heartbeat.join();
-    return exit_with(code);
-  };
-
-  training::RendezvousConfig config = rendezvous;
-  config.timeout = absl::Seconds(spec->distributed.timeout_seconds);
-  absl::StatusOr<std::unique_ptr<training::DataParallel>> group = training::DataParallel::Join(config);
-  if (!group.ok()) return finish(fail(group.status()));
-
-  training::TrainerHooks hooks;
-  hooks.data_parallel = group->get();
-  // SIGTERM (the local launcher) or the stop file (any launcher); the loop all-reduces the answer.
-  hooks.should_stop = [&stop_file] {
-    std::error_code ec;
-    return stop_requested.load() || fs::exists(stop_file, ec);
-  };
-  const bool leader = rendezvous.rank == 0;
-  hooks.emit = [&](const std::string& type, const std::string& payload_json) {
-    if (leader) {
-      channel.Send({{"type", "event"}, {"event", type}, {"payload", json::parse(payload_json, nullptr, false)}});
-    } else if (type == "log") {
-      std::fprintf(stderr, "%s\n", payload_json.c_str());
-    }
-  };
-  auto window_start = std::chrono::steady_clock::now();
-  int64_t window_samples = 0;
-  hooks.on_step = [&](int64_t global_step, int64_t samples) {
-    step.store(global_step);
-    window_samples += samples;
-    const auto now = std::chrono::steady_clock::now();
-    const double seconds = std::chrono::duration<double>(now - window_start).count();
-    if (seconds >= 1.0) {
-      samples_per_second.store(window_samples / seconds);
-      window_samples = 0;
-      window_start = now;
-    }
-  };
-  absl::Status status = ExecutePlan(*plan, hooks);
-  if (absl::IsCancelled(status) && hooks.should_stop()) return finish(kExitStopped);
-  if (!status.ok()) return finish(fail(status));
-  return finish(0);
 }
 
 }  // namespace bertd::jobs

@@ -2,6 +2,7 @@
 #define BERTD_JOBS_DISTRIBUTED_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "jobs/scheduler.h"
@@ -22,12 +23,25 @@
 // What a local worker prints (LibTorch, Gloo) goes to <job_dir>/rank-<r>.log.
 namespace bertd::jobs {
 
+// Where one local rank runs: the slot of the training pool it holds.
+struct RankPlacement {
+  std::string slot;        // "cpu:0", "cuda:1" (for messages)
+  std::vector<int> cpus;   // CPU affinity; empty: any CPU
+  int cuda_device = -1;    // made its only visible device (cuda:0 inside); -1: GPUs hidden
+};
+
 struct LaunchOptions {
   std::string executable;  // local launcher: started as executable --worker_plan=<job_dir>/plan.json
   TrainingPlan plan;
   std::string job_dir;
   training::DistributedOptions distributed;
   int threads_per_rank = 1;
+  // Local launcher: one per rank (empty: no pinning), and the memory limit of each CPU rank's
+  // process (setrlimit RLIMIT_DATA: its heap and private writable mappings, which is where
+  // tensors live; 0: none). A rank that runs out of it, or that the kernel kills, fails the
+  // attempt with a reason that says so.
+  std::vector<RankPlacement> placement;
+  int64_t memory_limit_bytes = 0;
   // External launcher: run with /bin/sh once per attempt, with BERTD_JOB_ID, BERTD_WORLD_SIZE,
   // BERTD_PLAN, BERTD_JOB_DIR and BERTD_ATTEMPT set, to submit the workers (empty: someone else
   // starts them; the job log says how).

@@ -209,6 +209,16 @@ class JobStore::Statement {
     return job;
   }
 
+  // Every remaining row, as jobs.
+  absl::StatusOr<std::vector<JobRecord>> ReadJobs() {
+    std::vector<JobRecord> jobs;
+    for (;;) {
+      BERTD_ASSIGN_OR_RETURN(bool row, Step());
+      if (!row) break;
+      jobs.push_back(ReadJob());
+    }
+    return jobs;
+  }
   DatasetRecord ReadDataset() {
     DatasetRecord dataset;
     dataset.id = Text(0);
@@ -526,13 +536,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> st
       .Bind(3, owner.has_value() ? 0 : 1)
       .Bind(4, owner.value_or(""))
       .Bind(5, limit > 0 ? limit : -1);  // SQLite: a negative LIMIT means none
-  std::vector<JobRecord> jobs;
-  for (;;) {
-    BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
-    if (!row) break;
-    jobs.push_back(select.ReadJob());
-  }
-  return jobs;
+  return select.ReadJobs();
 }
 
 absl::StatusOr<std::vector<std::string>> JobStore::JobDatasets(const std::string& job_id) {
@@ -552,6 +556,16 @@ absl::StatusOr<std::vector<std::string>> JobStore::JobDatasets(const std::string
 }
 
 absl::StatusOr<std::optional<JobRecord>> JobStore::ClaimNext(const std::string& worker) {
+  return ClaimWhere("", worker);
+}
+
+absl::StatusOr<std::optional<JobRecord>> JobStore::Claim(const std::string& id,
+                                                         const std::string& worker) {
+  return ClaimWhere(id, worker);
+}
+
+absl::StatusOr<std::optional<JobRecord>> JobStore::ClaimWhere(const std::string& wanted_id,
+                                                              const std::string& worker) {
   absl::MutexLock lock(&mu_);
   std::optional<JobRecord> claimed;
   std::vector<JobEvent> events;
@@ -559,9 +573,12 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::ClaimNext(const std::string& 
       [&]() -> absl::Status {
         std::string id;
         {
+          // ?1 = '': the first in queue order; else that job, if it is still queued.
           BERTD_ASSIGN_OR_RETURN(Statement select,
                                  Prepare("SELECT id FROM jobs WHERE state = 'QUEUED' "
+                                         "AND (?1 = '' OR id = ?1) "
                                          "ORDER BY priority DESC, seqno ASC LIMIT 1"));
+          select.Bind(1, wanted_id);
           BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
           if (!row) return absl::OkStatus();
           id = select.Text(0);
@@ -580,6 +597,15 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::ClaimNext(const std::string& 
       },
       &events));
   return claimed;
+}
+
+absl::StatusOr<std::vector<JobRecord>> JobStore::Queue() {
+  static const std::string sql = absl::StrCat("SELECT ", kJobColumns,
+                                              " FROM jobs WHERE state = 'QUEUED' "
+                                              "ORDER BY priority DESC, seqno ASC");
+  absl::MutexLock lock(&mu_);
+  BERTD_ASSIGN_OR_RETURN(Statement select, Prepare(sql.c_str()));
+  return select.ReadJobs();
 }
 
 absl::Status JobStore::Finish(const std::string& id, JobState state, const std::string& error,

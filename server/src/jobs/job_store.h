@@ -106,6 +106,11 @@ class JobStore {
   // Atomically takes the highest-priority, then oldest QUEUED job and marks it RUNNING on
   // `worker`. nullopt when the queue is empty.
   absl::StatusOr<std::optional<JobRecord>> ClaimNext(const std::string& worker);
+  // Marks job `id` RUNNING on `worker` if it is still QUEUED; nullopt otherwise (cancelled or
+  // claimed meanwhile).
+  absl::StatusOr<std::optional<JobRecord>> Claim(const std::string& id, const std::string& worker);
+  // The QUEUED jobs in the order ClaimNext takes them: highest priority, then oldest.
+  absl::StatusOr<std::vector<JobRecord>> Queue();
 
   // QUEUED or RUNNING -> `state` (must be final). FAILED_PRECONDITION when already final.
   absl::Status Finish(const std::string& id, JobState state, const std::string& error,
@@ -178,6 +183,9 @@ class JobStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::StatusOr<JobRecord> GetLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ClaimNext ("" = the first in queue order) and Claim.
+  absl::StatusOr<std::optional<JobRecord>> ClaimWhere(const std::string& id,
+                                                      const std::string& worker);
   absl::StatusOr<DatasetRecord> GetDatasetLocked(const std::string& id_or_name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobEvent> InsertEvent(const std::string& job_id, const std::string& type,

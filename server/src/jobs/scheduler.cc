@@ -1,10 +1,13 @@
 #include "jobs/scheduler.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
 namespace bertd::jobs {
@@ -77,16 +80,40 @@ void JobContext::RequestShutdown() {
 
 // --- JobScheduler -----------------------------------------------------------------------------
 
-JobScheduler::JobScheduler(JobStore* store, std::vector<std::string> worker_names,
-                           JobRunner runner)
-    : store_(store), worker_names_(std::move(worker_names)), runner_(std::move(runner)) {}
+namespace {
+
+std::vector<Slot> SlotsFromNames(const std::vector<std::string>& names) {
+  std::vector<Slot> slots;
+  for (const std::string& name : names) {
+    Slot slot;
+    slot.name = name;
+    slot.type = absl::StartsWith(name, "cuda") ? DeviceType::kCuda : DeviceType::kCpu;
+    slot.index = static_cast<int>(slots.size());
+    slots.push_back(slot);
+  }
+  return slots;
+}
+
+}  // namespace
+
+JobScheduler::JobScheduler(JobStore* store, std::vector<Slot> slots, JobRunner runner,
+                           DemandFunction demand)
+    : store_(store),
+      slots_(std::move(slots)),
+      runner_(std::move(runner)),
+      demand_(std::move(demand)),
+      slot_jobs_(slots_.size()) {}
+
+JobScheduler::JobScheduler(JobStore* store, const std::vector<std::string>& slot_names,
+                           JobRunner runner, DemandFunction demand)
+    : JobScheduler(store, SlotsFromNames(slot_names), std::move(runner), std::move(demand)) {}
 
 JobScheduler::~JobScheduler() { Stop(); }
 
 absl::Status JobScheduler::Start() {
   absl::MutexLock lifecycle(&lifecycle_mu_);
-  if (!threads_.empty()) return absl::FailedPreconditionError("job scheduler already started");
-  if (worker_names_.empty()) return absl::InvalidArgumentError("job scheduler has no workers");
+  if (dispatcher_.joinable()) return absl::FailedPreconditionError("job scheduler already started");
+  if (slots_.empty()) return absl::InvalidArgumentError("job scheduler has no slots");
   // Whatever is RUNNING was interrupted (crash, kill -9 or Stop()): queue it again.
   absl::StatusOr<std::vector<std::string>> requeued = store_->RequeueRunning();
   if (!requeued.ok()) return requeued.status();
@@ -98,23 +125,27 @@ absl::Status JobScheduler::Start() {
     absl::MutexLock lock(&mu_);
     stopping_ = false;
   }
-  for (const std::string& worker : worker_names_) {
-    threads_.emplace_back([this, worker] { WorkerLoop(worker); });
-  }
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
   return absl::OkStatus();
 }
 
 void JobScheduler::Stop() {
   absl::MutexLock lifecycle(&lifecycle_mu_);
-  if (threads_.empty()) return;
+  if (!dispatcher_.joinable()) return;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [id, context] : running_) context->RequestShutdown();
     wake_.SignalAll();
   }
-  for (std::thread& thread : threads_) thread.join();
-  threads_.clear();
+  dispatcher_.join();  // starts nothing more
+  std::map<std::string, std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    threads.swap(job_threads_);
+    ended_.clear();
+  }
+  for (auto& [id, thread] : threads) thread.join();
 }
 
 void JobScheduler::Notify() {
@@ -136,14 +167,11 @@ absl::StatusOr<JobRecord> JobScheduler::Cancel(const std::string& job_id) {
 std::map<std::string, std::string> JobScheduler::Running() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, std::string> result;
-  for (const std::string& worker : worker_names_) {
-    auto it = worker_jobs_.find(worker);
-    result[worker] = it == worker_jobs_.end() ? "" : it->second;
-  }
+  for (size_t i = 0; i < slots_.size(); ++i) result[slots_[i].name] = slot_jobs_[i];
   return result;
 }
 
-void JobScheduler::WorkerLoop(const std::string& worker) {
+void JobScheduler::DispatchLoop() {
   for (;;) {
     uint64_t seen;
     {
@@ -151,17 +179,8 @@ void JobScheduler::WorkerLoop(const std::string& worker) {
       if (stopping_) return;
       seen = generation_;
     }
-    absl::StatusOr<std::optional<JobRecord>> claimed = store_->ClaimNext(worker);
-    if (claimed.ok() && claimed->has_value()) {
-      RunJob(**claimed, worker);
-      continue;
-    }
-    if (!claimed.ok()) {
-      std::fprintf(stderr, "bertd scheduler %s: cannot claim a job: %s\n", worker.c_str(),
-                   claimed.status().ToString().c_str());
-    }
-    // Queue empty (or the store failing: retry later). A Notify() since `seen` means a job may
-    // have been submitted after our claim looked, so look again at once.
+    Dispatch();
+    // A Notify() since `seen` (a job submitted or ended) means look again at once.
     absl::MutexLock lock(&mu_);
     absl::Time deadline = absl::Now() + kIdleRecheck;
     while (!stopping_ && generation_ == seen) {
@@ -170,12 +189,92 @@ void JobScheduler::WorkerLoop(const std::string& worker) {
   }
 }
 
-void JobScheduler::RunJob(const JobRecord& job, const std::string& worker) {
+std::vector<size_t> JobScheduler::Pick(const SlotDemand& demand,
+                                       const std::set<DeviceType>& reserved) const {
+  // "any": the types in pool order (auto lists CUDA devices first).
+  std::vector<DeviceType> types;
+  for (const Slot& slot : slots_) {
+    if (demand.type.has_value() && slot.type != *demand.type) continue;
+    if (std::find(types.begin(), types.end(), slot.type) == types.end()) types.push_back(slot.type);
+  }
+  for (DeviceType type : types) {
+    if (reserved.count(type) > 0) continue;
+    std::vector<size_t> picked;
+    for (size_t i = 0; i < slots_.size() && static_cast<int>(picked.size()) < demand.count; ++i) {
+      if (slots_[i].type == type && slot_jobs_[i].empty()) picked.push_back(i);
+    }
+    if (static_cast<int>(picked.size()) == demand.count) return picked;
+  }
+  return {};
+}
+
+void JobScheduler::Dispatch() {
+  {
+    // Threads of jobs that ended: join them, so a long-lived server does not collect them.
+    std::vector<std::thread> done;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const std::string& id : ended_) {
+        auto it = job_threads_.find(id);
+        if (it == job_threads_.end()) continue;
+        done.push_back(std::move(it->second));
+        job_threads_.erase(it);
+      }
+      ended_.clear();
+    }
+    for (std::thread& thread : done) thread.join();
+  }
+  absl::StatusOr<std::vector<JobRecord>> queue = store_->Queue();
+  if (!queue.ok()) {
+    std::fprintf(stderr, "bertd scheduler: cannot read the queue: %s\n",
+                 queue.status().ToString().c_str());
+    return;
+  }
+  std::set<DeviceType> reserved;  // held back for an earlier job that does not fit yet
+  for (const JobRecord& job : *queue) {
+    const SlotDemand demand = demand_ ? demand_(job) : SlotDemand{};
+    if (absl::Status fits = CheckDemandFits(demand, slots_); !fits.ok()) {
+      store_->Finish(job.id, JobState::kFailed,
+                     absl::StrCat(fits.message(), " (the pool is smaller than when it was submitted)"), "")
+          .IgnoreError();
+      continue;
+    }
+    std::vector<size_t> held;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      held = Pick(demand, reserved);
+    }
+    if (held.empty() && demand.count > 0) {
+      if (demand.type.has_value()) {
+        reserved.insert(*demand.type);
+      } else {
+        for (const Slot& slot : slots_) reserved.insert(slot.type);
+      }
+      continue;
+    }
+    std::vector<std::string> names;
+    for (size_t i : held) names.push_back(slots_[i].name);
+    const std::string worker = names.empty() ? "external" : absl::StrJoin(names, ",");
+    absl::StatusOr<std::optional<JobRecord>> claimed = store_->Claim(job.id, worker);
+    if (!claimed.ok()) {
+      std::fprintf(stderr, "bertd scheduler: cannot claim job %s: %s\n", job.id.c_str(),
+                   claimed.status().ToString().c_str());
+      continue;
+    }
+    if (!claimed->has_value()) continue;  // cancelled meanwhile
+    absl::MutexLock lock(&mu_);
+    for (size_t i : held) slot_jobs_[i] = job.id;
+    job_threads_[job.id] = std::thread(
+        [this, record = **claimed, worker, held] { RunJob(record, worker, held); });
+  }
+}
+
+void JobScheduler::RunJob(const JobRecord& job, const std::string& worker, std::vector<size_t> held) {
   JobContext context(store_, job, worker);
   {
     absl::MutexLock lock(&mu_);
     running_[job.id] = &context;
-    worker_jobs_[worker] = job.id;
     if (stopping_) context.RequestShutdown();  // claimed just as Stop() began
   }
 
@@ -188,15 +287,9 @@ void JobScheduler::RunJob(const JobRecord& job, const std::string& worker) {
     status = absl::InternalError("runner threw a non-standard exception");
   }
 
-  {
-    absl::MutexLock lock(&mu_);
-    running_.erase(job.id);
-    worker_jobs_.erase(worker);
-  }
-
   // The flag in the store counts too: the cancel may have come after the runner's last poll.
   bool user_cancel = context.cancel_requested() || store_->IsCancelRequested(job.id).value_or(false);
-  JobState state;
+  std::optional<JobState> state;
   std::string error;
   if (user_cancel) {
     state = JobState::kCancelled;
@@ -204,7 +297,7 @@ void JobScheduler::RunJob(const JobRecord& job, const std::string& worker) {
   } else if (status.ok()) {
     state = JobState::kSucceeded;
   } else if (context.shutting_down()) {
-    return;  // stays RUNNING; the next Start() requeues it and it resumes from its checkpoint
+    // Stays RUNNING; the next Start() requeues it and it resumes from its checkpoint.
   } else if (absl::IsCancelled(status)) {
     state = JobState::kCancelled;
     error = std::string(status.message());
@@ -212,14 +305,23 @@ void JobScheduler::RunJob(const JobRecord& job, const std::string& worker) {
     state = JobState::kFailed;
     error = std::string(status.message());
   }
-  absl::Status finished = store_->Finish(
-      job.id, state, error, state == JobState::kSucceeded ? context.result_model() : "");
-  // FAILED_PRECONDITION means someone else finished the job meanwhile; theirs stands. Otherwise
-  // the job stays RUNNING in the store and the next start runs it again.
-  if (!finished.ok() && !absl::IsFailedPrecondition(finished)) {
-    std::fprintf(stderr, "bertd scheduler %s: cannot record %s for job %s: %s\n", worker.c_str(),
-                 JobStateName(state), job.id.c_str(), finished.ToString().c_str());
+  if (state.has_value()) {
+    absl::Status finished = store_->Finish(
+        job.id, *state, error, *state == JobState::kSucceeded ? context.result_model() : "");
+    // FAILED_PRECONDITION means someone else finished the job meanwhile; theirs stands.
+    // Otherwise the job stays RUNNING in the store and the next start runs it again.
+    if (!finished.ok() && !absl::IsFailedPrecondition(finished)) {
+      std::fprintf(stderr, "bertd scheduler %s: cannot record %s for job %s: %s\n", worker.c_str(),
+                   JobStateName(*state), job.id.c_str(), finished.ToString().c_str());
+    }
   }
+  // The slots free only once the outcome is recorded: whoever sees them free sees it too.
+  absl::MutexLock lock(&mu_);
+  running_.erase(job.id);
+  for (size_t i : held) slot_jobs_[i].clear();
+  ended_.push_back(job.id);
+  ++generation_;
+  wake_.SignalAll();
 }
 
 }  // namespace bertd::jobs

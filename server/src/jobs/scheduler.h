@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "jobs/device_pool.h"
 #include "jobs/job_store.h"
 
 namespace bertd::jobs {
@@ -63,55 +65,80 @@ class JobContext {
   std::string result_model_ ABSL_GUARDED_BY(mu_);
 };
 
-// Runs one job on `worker`. Return OK for success, CANCELLED (or anything once
-// context.cancelled()) to stop; an exception counts as a failure with its text.
+// Runs one job on `worker` (the names of the slots it holds, comma-separated: "cpu:0",
+// "cuda:0,cuda:1"; "external" for a job whose workers run elsewhere). Return OK for success,
+// CANCELLED (or anything once context.cancelled()) to stop; an exception counts as a failure with
+// its text.
 using JobRunner =
     std::function<absl::Status(const JobRecord& job, const std::string& worker, JobContext& context)>;
 
-// One thread per worker claims QUEUED jobs in priority order and runs them. Outcomes:
+// The slots a job holds while it runs (device_pool.h).
+using DemandFunction = std::function<SlotDemand(const JobRecord& job)>;
+
+// Runs QUEUED jobs on a pool of slots. A dispatcher takes the queue in priority order (then
+// oldest first) and starts each job that fits the free slots on a thread of its own. Outcomes:
 // OK -> SUCCEEDED; user cancel or a CANCELLED status -> CANCELLED; any other error or an
-// exception -> FAILED. During Stop() an unfinished job is left RUNNING in the store (unless
-// the runner returned OK), so the next Start() requeues it and it resumes from its checkpoint.
+// exception -> FAILED. During Stop() an unfinished job is left RUNNING in the store (unless the
+// runner returned OK), so the next Start() requeues it and it resumes from its checkpoint.
+//
+// No starvation: the first job in queue order that does not fit *reserves* the device types it
+// can use, so no later job takes a slot of those types until it has started; it gets slots as
+// they free. Jobs that need other types go on meanwhile. A job that cannot fit the pool even when
+// every slot is free (the pool shrank across a restart) fails with the reason.
 //
 // Only one scheduler may run per store: Start() treats every RUNNING job as orphaned.
 class JobScheduler {
  public:
-  JobScheduler(JobStore* store, std::vector<std::string> worker_names, JobRunner runner);
+  // `demand` defaults to one slot of any type per job.
+  JobScheduler(JobStore* store, std::vector<Slot> slots, JobRunner runner,
+               DemandFunction demand = {});
+  // Slots by name ("cpu:0", "cuda:1"), for tests.
+  JobScheduler(JobStore* store, const std::vector<std::string>& slot_names, JobRunner runner,
+               DemandFunction demand = {});
   ~JobScheduler();  // Stop()s
   JobScheduler(const JobScheduler&) = delete;
   JobScheduler& operator=(const JobScheduler&) = delete;
 
-  // Requeues jobs a previous process left RUNNING, then starts the workers.
+  // Requeues jobs a previous process left RUNNING, then starts dispatching.
   absl::Status Start();
-  // Asks running jobs to stop (shutting down, not cancelled) and joins the workers.
+  // Asks running jobs to stop (shutting down, not cancelled) and joins every thread.
   void Stop();
-  // Wakes idle workers: call after creating a job. (They also look every kIdleRecheck.)
+  // Wakes the dispatcher: call after creating a job. (It also looks every kIdleRecheck.)
   void Notify();
   // Store cancel, and a running job here sees cancelled() at once instead of at the next poll.
   absl::StatusOr<JobRecord> Cancel(const std::string& job_id);
 
-  // Job ids running now, by worker name ("" when idle).
+  const std::vector<Slot>& slots() const { return slots_; }
+  // Job ids running now, by slot name ("" when free).
   std::map<std::string, std::string> Running() const;
 
   static constexpr absl::Duration kIdleRecheck = absl::Seconds(1);
 
  private:
-  void WorkerLoop(const std::string& worker);
-  void RunJob(const JobRecord& job, const std::string& worker);
+  void DispatchLoop();
+  // Starts every queued job that fits now; joins the threads of jobs that ended.
+  void Dispatch();
+  // Free slots for `demand` that no earlier waiting job reserved; empty when none fit.
+  std::vector<size_t> Pick(const SlotDemand& demand, const std::set<DeviceType>& reserved) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunJob(const JobRecord& job, const std::string& worker, std::vector<size_t> held);
 
   JobStore* const store_;
-  const std::vector<std::string> worker_names_;
+  const std::vector<Slot> slots_;
   const JobRunner runner_;
+  const DemandFunction demand_;
 
   absl::Mutex lifecycle_mu_;  // serializes Start/Stop
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(lifecycle_mu_);
+  std::thread dispatcher_ ABSL_GUARDED_BY(lifecycle_mu_);
 
   mutable absl::Mutex mu_;
   absl::CondVar wake_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by Notify: no lost wake-ups
   std::map<std::string, JobContext*> running_ ABSL_GUARDED_BY(mu_);  // by job id
-  std::map<std::string, std::string> worker_jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> slot_jobs_ ABSL_GUARDED_BY(mu_);          // by slot, "" when free
+  std::map<std::string, std::thread> job_threads_ ABSL_GUARDED_BY(mu_);  // by job id
+  std::vector<std::string> ended_ ABSL_GUARDED_BY(mu_);  // job ids whose thread is done
 };
 
 }  // namespace bertd::jobs

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 
 namespace bertd::jobs {
@@ -101,6 +103,19 @@ void TrainingRunner::ReleaseVersion(const std::string& model, const std::string&
   reserved_.erase({model, version});
 }
 
+SlotDemand DemandOf(const training::TrainingJobSpec& spec) {
+  SlotDemand demand;
+  if (spec.resources.device == "cpu") demand.type = DeviceType::kCpu;
+  if (spec.resources.device == "cuda") demand.type = DeviceType::kCuda;
+  demand.count = spec.distributed.launcher == "external" ? 0 : spec.distributed.world_size;
+  return demand;
+}
+
+SlotDemand DemandOfJob(const JobRecord& job) {
+  absl::StatusOr<training::TrainingJobSpec> spec = training::TrainingJobSpec::FromJson(job.spec_json);
+  return spec.ok() ? DemandOf(*spec) : SlotDemand{};
+}
+
 absl::StatusOr<std::optional<text::BertTokenizer>> TrainingRunner::ResolveVocabulary(
     const training::TrainingJobSpec& spec) {
   const std::string& source = spec.vocabulary.source;
@@ -185,6 +200,25 @@ absl::Status TrainingRunner::PrepareNamedVocabulary(const training::TrainingJobS
   return absl::OkStatus();
 }
 
+std::vector<RankPlacement> TrainingRunner::Place(const std::string& worker) const {
+  std::vector<RankPlacement> placement;
+  for (absl::string_view name : absl::StrSplit(worker, ',', absl::SkipEmpty())) {
+    RankPlacement rank;
+    rank.slot = std::string(name);
+    int index = 0;
+    const size_t colon = name.find(':');
+    if (colon != absl::string_view::npos && absl::SimpleAtoi(name.substr(colon + 1), &index)) {
+      if (absl::StartsWith(name, "cuda")) {
+        rank.cuda_device = index;
+      } else if (index >= 0 && index < static_cast<int>(options_.cpu_slot_cpus.size())) {
+        rank.cpus = options_.cpu_slot_cpus[index];
+      }
+    }
+    placement.push_back(std::move(rank));
+  }
+  return placement;
+}
+
 absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker,
                                  JobContext& context) {
   BERTD_ASSIGN_OR_RETURN(training::TrainingJobSpec spec,
@@ -193,7 +227,6 @@ absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker
   TrainingPlan plan;
   plan.job_id = job.id;
   plan.spec_json = job.spec_json;
-  plan.intra_op_threads = options_.intra_op_threads;
   // The base model must still be loaded: its directory is what the registry loaded it from.
   if (!spec.scratch()) {
     absl::StatusOr<registry::ModelStatus> base = options_.registry->Get(spec.base_model);
@@ -226,32 +259,27 @@ absl::Status TrainingRunner::Run(const JobRecord& job, const std::string& worker
   const fs::path output_dir = fs::path(options_.registry->repository_root()) / spec.output_model / version;
   plan.output_dir = output_dir.string();
 
-  absl::Status status;
-  if (spec.distributed.world_size > 1 || spec.distributed.launcher == "external") {
-    context.Emit("log", json({{"message", absl::StrCat("running ", job.id, " as ",
-                                                        spec.distributed.world_size,
-                                                        " data-parallel worker processes (",
-                                                        spec.distributed.launcher, " launcher)")}})
-                            .dump())
-        .IgnoreError();
-    LaunchOptions launch;
-    launch.executable = options_.worker_executable;
-    launch.plan = plan;
-    launch.job_dir = job_dir.string();
-    launch.distributed = spec.distributed;
-    launch.threads_per_rank = std::max(1, options_.training_cpus / spec.distributed.world_size);
-    launch.launch_command = options_.external_launch_command;
-    status = RunDataParallel(launch, context);
-  } else {
-    training::TrainerHooks hooks;
-    hooks.should_stop = [&context] { return context.cancelled(); };
-    hooks.emit = [&context](const std::string& type, const std::string& payload_json) {
-      // A lost progress event must not stop training; the next one supersedes it.
-      context.Emit(type, payload_json).IgnoreError();
-    };
-    hooks.intra_op_threads = options_.intra_op_threads;
-    status = ExecutePlan(plan, hooks);
+  LaunchOptions launch;
+  launch.executable = options_.worker_executable;
+  launch.plan = plan;
+  launch.job_dir = job_dir.string();
+  launch.distributed = spec.distributed;
+  launch.launch_command = options_.external_launch_command;
+  const bool external = spec.distributed.launcher == "external";
+  launch.threads_per_rank = external ? options_.external_threads_per_rank : options_.threads_per_slot;
+  if (!external) {
+    launch.placement = Place(worker);
+    launch.memory_limit_bytes = options_.memory_limit_bytes;
   }
+  const int world = spec.distributed.world_size;
+  context.Emit("log", json({{"message", absl::StrCat(
+                                            "running ", job.id, " as ",
+                                            world == 1 ? "a worker process" : absl::StrCat(world, " data-parallel worker processes"),
+                                            external ? " (external launcher)" : absl::StrCat(" on ", worker),
+                                            ", ", launch.threads_per_rank, " threads each")}})
+                          .dump())
+      .IgnoreError();
+  absl::Status status = RunDataParallel(launch, context);
   ReleaseVersion(spec.output_model, version);
   if (!status.ok()) return status;
 

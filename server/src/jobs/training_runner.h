@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "jobs/job_store.h"
 #include "jobs/scheduler.h"
+#include "jobs/device_pool.h"
 #include "jobs/distributed.h"
 #include "jobs/training_plan.h"
 #include "registry/model_registry.h"
@@ -38,22 +39,36 @@ absl::Status CheckDatasetFitsTask(const data::DatasetSpec& spec, training::Train
 // 1 + the highest integer version directory under `model_dir`; 1 when there is none.
 int64_t NextModelVersion(const std::string& model_dir);
 
+// --- The pool -----------------------------------------------------------------------------------
+
+// The slots a job holds: resources.device's type, one per rank with the local launcher, none
+// with the external one (its workers run elsewhere; only their supervision runs here).
+SlotDemand DemandOf(const training::TrainingJobSpec& spec);
+// DemandOf a stored job (a DemandFunction); one slot of any type if its spec does not parse.
+SlotDemand DemandOfJob(const JobRecord& job);
+
 // --- Runner -------------------------------------------------------------------------------------
 
 struct TrainingRunnerOptions {
   JobStore* store = nullptr;
   registry::ModelRegistry* registry = nullptr;
   std::string data_dir;       // jobs' work directories go under <data_dir>/jobs/<id>/
-  int intra_op_threads = 0;   // for training; 0: leave LibTorch's setting
-  // Data-parallel jobs: the binary started once per rank (bertd itself, in worker mode), and
-  // the CPUs their ranks share (each rank gets training_cpus / world_size intra-op threads).
+  // The binary every job runs in, once per rank (bertd itself, in worker mode).
   std::string worker_executable;
-  int training_cpus = 1;
+  // CPU slot i of the pool runs its worker on cpu_slot_cpus[i] (empty or missing: any CPU), with
+  // threads_per_slot intra-op threads (CUDA slots too).
+  std::vector<std::vector<int>> cpu_slot_cpus;
+  int threads_per_slot = 1;
+  int64_t memory_limit_bytes = 0;  // --training_memory_limit of CPU workers; 0: none
+  // External launcher: the CPUs its ranks may use each (intra-op threads).
+  int external_threads_per_rank = 1;
   std::string external_launch_command;  // see LaunchOptions::launch_command
 };
 
-// Turns a stored job into a TrainingPlan and serves the result: the plan runs in this process
-// (world_size 1) or as data-parallel worker processes (RunDataParallel); the model is written to
+// Turns a stored job into a TrainingPlan and serves the result: the plan runs in worker processes
+// (RunDataParallel), one per rank, each pinned to a slot the job holds (the scheduler's `worker`
+// names them), so that a crash or an out-of-memory kill ends the job and not the server; the
+// model is written to
 // <repository>/<output_model>/<next version>/ and loaded into the registry. A CANCELLED status
 // during a shutdown leaves the work directory (with its checkpoints) for the resumed run.
 class TrainingRunner {
@@ -79,6 +94,8 @@ class TrainingRunner {
   absl::Status PrepareNamedVocabulary(const training::TrainingJobSpec& spec,
                                       const std::string& work_dir);
   absl::StatusOr<DatasetFile> StoredDataset(const std::string& id_or_name);
+  // Where each rank runs, from the slot names in `worker` ("cpu:0,cpu:1").
+  std::vector<RankPlacement> Place(const std::string& worker) const;
   // Picks and reserves the output version so that two jobs writing the same model at once
   // cannot pick the same directory.
   std::string ReserveVersion(const std::string& model);

@@ -146,6 +146,7 @@ void TrainingMetrics::OnJobEvent(absl::string_view job_id, absl::string_view typ
     Number(payload, "loss", &series.loss);
     Number(payload, "learning_rate", &series.learning_rate);
     Number(payload, "samples_per_second", &series.samples_per_second);
+    Number(payload, "memory_bytes", &series.memory_bytes);
     Number(payload, "step", &series.step);
     Number(payload, "total_steps", &series.total_steps);
     Number(payload, "epoch", &series.epoch);
@@ -184,8 +185,38 @@ void TrainingMetrics::Prune() const {
   }
 }
 
+void TrainingMetrics::SetSlots(SlotSource source) {
+  absl::MutexLock lock(&mu_);
+  slots_ = std::move(source);
+}
+
 std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
   using prometheus::MetricType;
+  // Asked outside mu_: the source takes the scheduler's lock.
+  SlotSource source;
+  {
+    absl::MutexLock lock(&mu_);
+    source = slots_;
+  }
+  // Both types always listed, so a dashboard shows 0 rather than no data.
+  std::map<std::string, std::pair<int, int>> slots = {{"cpu", {0, 0}}, {"cuda", {0, 0}}};
+  if (source) {
+    for (const auto& [type, busy] : source()) {
+      ++slots[type].first;
+      slots[type].second += busy ? 1 : 0;
+    }
+  }
+  auto slot_total = Family("bertd_training_slots",
+                           "Slots of the training pool (--training_devices), by device type.",
+                           MetricType::Gauge);
+  auto slot_busy = Family("bertd_training_slots_busy",
+                          "Slots of the training pool that a running job holds, by device type.",
+                          MetricType::Gauge);
+  for (const auto& [type, counts] : slots) {
+    AddGauge(slot_total, {{"device_type", type}}, counts.first);
+    AddGauge(slot_busy, {{"device_type", type}}, counts.second);
+  }
+
   absl::MutexLock lock(&mu_);
   Prune();
 
@@ -198,7 +229,7 @@ std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
     AddCounter(finished, {{"state", state}}, finished_total_.at(state));
   }
   auto workers = Family("bertd_training_workers",
-                        "Training worker threads (jobs this server runs at once).",
+                        "Slots of the training pool (jobs this server runs at once).",
                         MetricType::Gauge);
   AddGauge(workers, {}, workers_);
   auto checkpoints = Family("bertd_checkpoints_total",
@@ -238,6 +269,9 @@ std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
                           "Seconds per optimizer step in gradient all-reduce, summed over buckets "
                           "(it overlaps the backward pass).",
                           MetricType::Gauge);
+  auto memory = Family("bertd_job_memory_bytes",
+                        "Resident memory of the job's worker processes on this host, summed.",
+                        MetricType::Gauge);
   auto rank_sps = Family("bertd_job_rank_samples_per_second",
                          "Training examples per second of one data-parallel rank.", MetricType::Gauge);
   for (const auto& [id, series] : jobs_) {
@@ -247,6 +281,7 @@ std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
       AddGauge(loss, {{"job_id", id}}, series.loss);
       AddGauge(lr, {{"job_id", id}}, series.learning_rate);
       AddGauge(sps, {{"job_id", id}}, series.samples_per_second);
+      if (series.memory_bytes > 0) AddGauge(memory, {{"job_id", id}}, series.memory_bytes);
       AddGauge(step, {{"job_id", id}}, series.step);
       AddGauge(total, {{"job_id", id}}, series.total_steps);
       AddGauge(epoch, {{"job_id", id}}, series.epoch);
@@ -267,11 +302,12 @@ std::vector<prometheus::MetricFamily> TrainingMetrics::Collect() const {
     }
   }
   // Families without series are still listed (HELP and TYPE only), so every name is visible.
-  return {std::move(jobs), std::move(finished), std::move(workers), std::move(checkpoints),
+  return {std::move(jobs), std::move(finished), std::move(workers), std::move(slot_total),
+          std::move(slot_busy), std::move(checkpoints),
           std::move(checkpoint_duration), std::move(running), std::move(info), std::move(loss),
           std::move(lr), std::move(sps), std::move(step), std::move(total), std::move(epoch),
           std::move(eta), std::move(eval), std::move(last_checkpoint), std::move(world_size),
-          std::move(allreduce), std::move(rank_sps)};
+          std::move(allreduce), std::move(rank_sps), std::move(memory)};
 }
 
 }  // namespace bertd::metrics

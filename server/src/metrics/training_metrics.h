@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -40,8 +41,12 @@ class TrainingMetrics : public prometheus::Collectable {
   // Startup: a job the store already holds, with its stored state ("QUEUED", ..., the names of
   // jobs::JobStateName). Call for every job before events flow.
   void SeedJob(absl::string_view job_id, absl::string_view state);
-  // Training workers this server runs (--cpu_workers).
+  // Slots of the training pool (--training_devices): jobs this server runs at once.
   void SetWorkers(int count);
+  // Where bertd_training_slots{device_type} and bertd_training_slots_busy come from: every slot's
+  // device type ("cpu", "cuda") and whether a job holds it. Called at each scrape.
+  using SlotSource = std::function<std::vector<std::pair<std::string, bool>>()>;
+  void SetSlots(SlotSource source);
 
   // One committed job event: jobs::JobEvent's job_id, type and payload_json. Unknown types and
   // malformed payloads are ignored (metrics never fail a job).
@@ -62,6 +67,7 @@ class TrainingMetrics : public prometheus::Collectable {
     double last_checkpoint_unix = 0;  // 0: none yet
     // Data-parallel jobs (world_size > 1 in their progress events).
     double world_size = 0, allreduce_seconds_per_step = 0;
+    double memory_bytes = 0;  // resident memory of its worker processes (0: not reported)
     std::vector<double> rank_samples_per_second;
   };
 
@@ -73,6 +79,7 @@ class TrainingMetrics : public prometheus::Collectable {
 
   mutable absl::Mutex mu_;
   int workers_ ABSL_GUARDED_BY(mu_) = 0;
+  SlotSource slots_ ABSL_GUARDED_BY(mu_);
   // Jobs by state; unfinished jobs also in `unfinished_` so a transition knows what it leaves.
   std::map<std::string, int64_t> jobs_by_state_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> unfinished_ ABSL_GUARDED_BY(mu_);

@@ -189,6 +189,10 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "restart_policy", &d.restart_policy));
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "max_restarts", &d.max_restarts));
   BERTD_RETURN_IF_ERROR(Read(dist, "distributed.", "launcher", &d.launcher));
+
+  BERTD_ASSIGN_OR_RETURN(json resources, Section(root, "resources"));
+  BERTD_RETURN_IF_ERROR(CheckKnownKeys(resources, "resources.", {"device"}, "setting"));
+  BERTD_RETURN_IF_ERROR(Read(resources, "resources.", "device", &spec.resources.device));
   BERTD_RETURN_IF_ERROR(spec.Validate());
   return spec;
 }
@@ -249,6 +253,7 @@ std::string TrainingJobSpec::ToJson() const {
                          {"restart_policy", distributed.restart_policy},
                          {"max_restarts", distributed.max_restarts},
                          {"launcher", distributed.launcher}};
+  root["resources"] = {{"device", resources.device}};
   return root.dump();
 }
 
@@ -333,6 +338,10 @@ absl::Status TrainingJobSpec::ValidateNewModelOptions() const {
   if (d.launcher != "local" && d.launcher != "external") {
     return absl::InvalidArgumentError(absl::StrCat("distributed.launcher: '", d.launcher,
                                                    "' is not one of local, external"));
+  }
+  if (resources.device != "any" && resources.device != "cpu" && resources.device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("resources.device: '", resources.device,
+                                                   "' is not one of any, cpu, cuda"));
   }
   if (d.launcher == "external" && d.restart_policy != "never") {
     return absl::InvalidArgumentError(

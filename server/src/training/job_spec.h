@@ -87,6 +87,11 @@ struct DistributedOptions {
   std::string launcher = "local";
 };
 
+// What the job runs on: "any" slot of the training pool, or only "cpu" or "cuda" ones.
+struct ResourceOptions {
+  std::string device = "any";
+};
+
 // A training job as submitted: what to train, on what, into which model name.
 struct TrainingJobSpec {
   std::string name;
@@ -102,6 +107,7 @@ struct TrainingJobSpec {
   model::ModelSize model_size;  // scratch base models only
   PretrainingOptions pretraining;
   DistributedOptions distributed;
+  ResourceOptions resources;
 
   // True for base_model "scratch" / "scratch:PRESET" (random initialization).
   bool scratch() const { return model::ParseScratchBaseModel(base_model).has_value(); }

@@ -20,6 +20,7 @@
 #include "model/io/safetensors.h"
 #include "text/unicode.h"
 #include "training/data_parallel.h"
+#include "training/memory_estimate.h"
 #include "training/train_loop.h"
 
 namespace bertd::training {
@@ -28,18 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-model::Architecture ArchitectureFor(TrainingTask task) {
-  switch (task) {
-    case TrainingTask::kSequenceClassification:
-    case TrainingTask::kSentencePairClassification:
-      return model::Architecture::kBertForSequenceClassification;
-    case TrainingTask::kNextSentence:
-      return model::Architecture::kBertForNextSentencePrediction;
-    case TrainingTask::kSpanExtraction:
-      return model::Architecture::kBertForQuestionAnswering;
-  }
-  return model::Architecture::kBertForSequenceClassification;
-}
 
 // Labels in id order: the caller's, else the base classifier's when it has exactly the training
 // labels (so a fine-tuned model keeps its ids), else the training labels sorted (numerically when

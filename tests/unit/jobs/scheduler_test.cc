@@ -1,11 +1,15 @@
 #include "jobs/scheduler.h"
 
 #include <atomic>
+#include <map>
+#include <set>
+#include <string>
 #include <filesystem>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -96,7 +100,7 @@ TEST_F(JobSchedulerTest, TwoWorkersRunTwoJobsAtOnce) {
   Latch both_running(2);
   std::map<std::string, std::string> worker_of;
   absl::Mutex mu;
-  JobScheduler scheduler(store_.get(), {"cpu:0", "cpu:1"},
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0", "cpu:1"},
                          [&](const JobRecord& job, const std::string& worker, JobContext& context) {
                            {
                              absl::MutexLock lock(&mu);
@@ -126,7 +130,7 @@ TEST_F(JobSchedulerTest, TwoWorkersRunTwoJobsAtOnce) {
 }
 
 TEST_F(JobSchedulerTest, ThrowingRunnerFailsTheJobAndTheWorkerGoesOn) {
-  JobScheduler scheduler(store_.get(), {"cpu:0"},
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0"},
                          [&](const JobRecord& job, const std::string&, JobContext&) {
                            if (job.name == "throws") throw std::runtime_error("CUDA out of memory");
                            if (job.name == "fails") return absl::InvalidArgumentError("bad spec");
@@ -146,7 +150,7 @@ TEST_F(JobSchedulerTest, ThrowingRunnerFailsTheJobAndTheWorkerGoesOn) {
 
 TEST_F(JobSchedulerTest, CancelsQueuedAndRunningJobs) {
   absl::Notification started;
-  JobScheduler scheduler(store_.get(), {"cpu:0"},
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0"},
                          [&](const JobRecord& job, const std::string&, JobContext& context) {
                            started.Notify();
                            if (!context.WaitForCancel(absl::Now() + absl::Seconds(20))) {
@@ -174,7 +178,7 @@ TEST_F(JobSchedulerTest, CancelsQueuedAndRunningJobs) {
 
 TEST_F(JobSchedulerTest, CancelThroughTheStoreIsSeenByPolling) {
   absl::Notification started;
-  JobScheduler scheduler(store_.get(), {"cpu:0"},
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0"},
                          [&](const JobRecord&, const std::string&, JobContext& context) {
                            started.Notify();
                            // A training loop: checks cancelled() between steps; returns OK.
@@ -196,7 +200,7 @@ TEST_F(JobSchedulerTest, StopLeavesRunningJobRunningAndTheNextSchedulerResumesIt
   std::string id = Submit("long");
   absl::Notification started;
   {
-    JobScheduler scheduler(store_.get(), {"cuda:0"},
+    JobScheduler scheduler(store_.get(), std::vector<std::string>{"cuda:0"},
                            [&](const JobRecord&, const std::string&, JobContext& context) {
                              started.Notify();
                              context.WaitForCancel(absl::Now() + absl::Seconds(20));
@@ -214,7 +218,7 @@ TEST_F(JobSchedulerTest, StopLeavesRunningJobRunningAndTheNextSchedulerResumesIt
   }
 
   std::atomic<int> seen_attempts{-1};
-  JobScheduler next(store_.get(), {"cuda:0"},
+  JobScheduler next(store_.get(), std::vector<std::string>{"cuda:0"},
                     [&](const JobRecord& job, const std::string&, JobContext& context) {
                       seen_attempts = job.attempts;
                       context.set_result_model("resumed@1");
@@ -230,7 +234,7 @@ TEST_F(JobSchedulerTest, StopLeavesRunningJobRunningAndTheNextSchedulerResumesIt
 }
 
 TEST_F(JobSchedulerTest, NotifyWakesAnIdleWorkerWithoutWaitingForTheRecheck) {
-  JobScheduler scheduler(store_.get(), {"cpu:0"},
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0"},
                          [](const JobRecord&, const std::string&, JobContext&) {
                            return absl::OkStatus();
                          });
@@ -242,6 +246,159 @@ TEST_F(JobSchedulerTest, NotifyWakesAnIdleWorkerWithoutWaitingForTheRecheck) {
   WaitForState(id, JobState::kSucceeded);
   EXPECT_LT(absl::Now() - submitted, JobScheduler::kIdleRecheck * 0.8);
   EXPECT_THAT(scheduler.Running(), ElementsAre(std::make_pair(std::string("cpu:0"), std::string())));
+}
+
+// ---- The pool: slots of a device type, jobs that hold several, reservation --------------------
+
+// Demands written into job names, so each test states them where it submits: "cuda-...",
+// "cpu-...", "twoslots-...", "external-...", anything else: one slot of any type.
+SlotDemand DemandFromName(const JobRecord& job) {
+  SlotDemand demand;
+  if (absl::StartsWith(job.name, "cuda")) demand.type = DeviceType::kCuda;
+  if (absl::StartsWith(job.name, "cpu")) demand.type = DeviceType::kCpu;
+  if (absl::StartsWith(job.name, "twoslots")) demand.count = 2;
+  if (absl::StartsWith(job.name, "external")) demand.count = 0;
+  return demand;
+}
+
+// A runner whose jobs run until released by name; records the worker (slots) of each.
+class GatedRunner {
+ public:
+  JobRunner AsRunner() {
+    return [this](const JobRecord& job, const std::string& worker, JobContext& context) {
+      {
+        absl::MutexLock lock(&mu_);
+        worker_[job.name] = worker;
+      }
+      for (absl::Time deadline = absl::Now() + absl::Seconds(20); absl::Now() < deadline;) {
+        {
+          absl::MutexLock lock(&mu_);
+          if (released_.count(job.name) > 0) break;
+        }
+        if (context.cancelled()) break;
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      return context.cancelled() ? absl::CancelledError("stopped") : absl::OkStatus();
+    };
+  }
+  void Release(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    released_.insert(name);
+  }
+  std::string WorkerOf(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    auto it = worker_.find(name);
+    return it == worker_.end() ? "" : it->second;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::set<std::string> released_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> worker_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(JobSchedulerTest, AJobHoldsAsManySlotsAsItNeedsOfOneType) {
+  GatedRunner runner;
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cuda:0", "cpu:0", "cpu:1"},
+                         runner.AsRunner(), DemandFromName);
+  const std::string two = Submit("twoslots-cpu");  // "any" type, but only CPU has two slots free
+  ASSERT_TRUE(scheduler.Start().ok());
+  WaitForState(two, JobState::kRunning);
+  // "any" takes the first type in pool order that has room: CUDA has one slot, not two.
+  EXPECT_EQ(store_->Get(two)->worker, "cpu:0,cpu:1");
+  const std::string gpu = Submit("cuda-job");
+  WaitForState(gpu, JobState::kRunning);
+  EXPECT_EQ(store_->Get(gpu)->worker, "cuda:0");
+  EXPECT_THAT(scheduler.Running(),
+              ::testing::UnorderedElementsAre(std::make_pair(std::string("cuda:0"), gpu),
+                                              std::make_pair(std::string("cpu:0"), two),
+                                              std::make_pair(std::string("cpu:1"), two)));
+  // A CPU job waits while both CPU slots are held; it runs once they free.
+  const std::string cpu = Submit("cpu-job");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(store_->Get(cpu)->state, JobState::kQueued);
+  runner.Release("twoslots-cpu");
+  WaitForState(two, JobState::kSucceeded);
+  WaitForState(cpu, JobState::kRunning);
+  EXPECT_EQ(store_->Get(cpu)->worker, "cpu:0");
+  runner.Release("cuda-job");
+  runner.Release("cpu-job");
+  WaitForState(cpu, JobState::kSucceeded);
+  scheduler.Stop();
+}
+
+// The starvation case: small jobs keep one of two slots busy; a two-slot job queued
+// before more small ones must not wait forever behind them.
+TEST_F(JobSchedulerTest, AWaitingBigJobReservesSlotsSoSmallOnesCannotStarveIt) {
+  GatedRunner runner;
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0", "cpu:1"},
+                         runner.AsRunner(), DemandFromName);
+  const std::string small1 = Submit("small1");
+  ASSERT_TRUE(scheduler.Start().ok());
+  WaitForState(small1, JobState::kRunning);
+  const std::string big = Submit("twoslots");
+  const std::string small2 = Submit("small2");
+  absl::SleepFor(absl::Milliseconds(300));
+  // cpu:1 is free, but reserved for the big job that waits longer.
+  EXPECT_EQ(store_->Get(big)->state, JobState::kQueued);
+  EXPECT_EQ(store_->Get(small2)->state, JobState::kQueued);
+  runner.Release("small1");
+  WaitForState(big, JobState::kRunning);
+  EXPECT_EQ(store_->Get(small2)->state, JobState::kQueued);
+  runner.Release("twoslots");
+  WaitForState(small2, JobState::kRunning);
+  runner.Release("small2");
+  WaitForState(small2, JobState::kSucceeded);
+  scheduler.Stop();
+}
+
+TEST_F(JobSchedulerTest, AReservationHoldsBackOnlyTheTypesTheWaitingJobCanUse) {
+  GatedRunner runner;
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cuda:0", "cpu:0"},
+                         runner.AsRunner(), DemandFromName);
+  const std::string first = Submit("cuda-first");
+  ASSERT_TRUE(scheduler.Start().ok());
+  WaitForState(first, JobState::kRunning);
+  Submit("cuda-second");  // waits for cuda:0 and reserves CUDA only
+  const std::string cpu = Submit("cpu-meanwhile");
+  WaitForState(cpu, JobState::kRunning);
+  EXPECT_EQ(store_->Get(cpu)->worker, "cpu:0");
+  for (const char* name : {"cuda-first", "cuda-second", "cpu-meanwhile"}) runner.Release(name);
+  scheduler.Stop();
+}
+
+TEST_F(JobSchedulerTest, AJobThatCanNeverFitFailsWithTheReason) {
+  GatedRunner runner;
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0"}, runner.AsRunner(),
+                         DemandFromName);
+  const std::string gpu = Submit("cuda-on-a-cpu-pool");
+  const std::string two = Submit("twoslots-on-one");
+  const std::string fine = Submit("fine");
+  ASSERT_TRUE(scheduler.Start().ok());
+  EXPECT_THAT(WaitForState(gpu, JobState::kFailed).error,
+              HasSubstr("resources.device: the job asks for cuda, but the training pool"));
+  EXPECT_THAT(WaitForState(two, JobState::kFailed).error,
+              HasSubstr("distributed.world_size: 2 ranks need 2 slots"));
+  WaitForState(fine, JobState::kRunning);
+  runner.Release("fine");
+  WaitForState(fine, JobState::kSucceeded);
+  scheduler.Stop();
+}
+
+TEST_F(JobSchedulerTest, JobsWhoseWorkersRunElsewhereHoldNoSlot) {
+  GatedRunner runner;
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cpu:0"}, runner.AsRunner(),
+                         DemandFromName);
+  const std::string local = Submit("local");
+  const std::string external = Submit("external-job");
+  ASSERT_TRUE(scheduler.Start().ok());
+  WaitForState(local, JobState::kRunning);
+  WaitForState(external, JobState::kRunning);
+  EXPECT_EQ(store_->Get(external)->worker, "external");
+  runner.Release("local");
+  runner.Release("external-job");
+  WaitForState(external, JobState::kSucceeded);
+  scheduler.Stop();
 }
 
 }  // namespace

@@ -1,0 +1,88 @@
+#include "training/memory_estimate.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace bertd::training {
+namespace {
+
+model::BertConfig SmallConfig() {
+  model::BertConfig config;
+  config.vocab_size = 1000;
+  config.hidden_size = 64;
+  config.num_hidden_layers = 3;
+  config.num_attention_heads = 4;
+  config.intermediate_size = 96;
+  config.max_position_embeddings = 128;
+  config.num_labels = 5;
+  return config;
+}
+
+int64_t RealParameters(const model::BertConfig& config, model::Architecture architecture) {
+  model::Bert bert(config, model::HeadSet::ForArchitecture(architecture));
+  int64_t count = 0;
+  // Tied weights appear once among parameters(): the count of distinct tensors.
+  for (const at::Tensor& p : bert->parameters()) count += p.numel();
+  return count;
+}
+
+// The count from the layer shapes against the LibTorch model bertd trains, for every task.
+TEST(MemoryEstimateTest, CountsTheParametersOfTheModelEachTaskTrains) {
+  for (TrainingTask task : {TrainingTask::kSequenceClassification, TrainingTask::kNextSentence,
+                            TrainingTask::kSpanExtraction, TrainingTask::kPretraining}) {
+    const model::Architecture architecture = ArchitectureFor(task);
+    SCOPED_TRACE(std::string(model::ArchitectureName(architecture)));
+    model::BertConfig config = SmallConfig();
+    EXPECT_EQ(CountParameters(config, model::HeadSet::ForArchitecture(architecture)),
+              RealParameters(config, architecture));
+  }
+  // BERT-base's published size.
+  model::BertConfig base;
+  base.num_labels = 2;
+  const int64_t count =
+      CountParameters(base, model::HeadSet::ForArchitecture(model::Architecture::kBertForSequenceClassification));
+  EXPECT_EQ(count, 109483778);
+}
+
+TEST(MemoryEstimateTest, GrowsWithTheBatchAndTheSequence) {
+  TrainingArguments args;
+  args.per_device_train_batch_size = 8;
+  args.max_seq_length = 64;
+  const model::BertConfig config = SmallConfig();
+  const MemoryEstimate small = EstimateTrainingMemory(config, TrainingTask::kSequenceClassification,
+                                                      args, PretrainingOptions{});
+  EXPECT_EQ(small.state_bytes, small.parameters * 16);
+  EXPECT_EQ(small.runtime_bytes, kWorkerRuntimeBytes);
+  args.per_device_train_batch_size = 16;
+  const MemoryEstimate twice = EstimateTrainingMemory(config, TrainingTask::kSequenceClassification,
+                                                      args, PretrainingOptions{});
+  EXPECT_EQ(twice.activation_bytes, 2 * small.activation_bytes);
+  // Attention is quadratic in the sequence: doubling it more than doubles activations.
+  args.per_device_train_batch_size = 8;
+  args.max_seq_length = 128;
+  const MemoryEstimate longer = EstimateTrainingMemory(config, TrainingTask::kSequenceClassification,
+                                                       args, PretrainingOptions{});
+  EXPECT_GT(longer.activation_bytes, 2 * small.activation_bytes);
+  // Sequences never exceed the model's positions.
+  args.max_seq_length = 4096;
+  EXPECT_EQ(EstimateTrainingMemory(config, TrainingTask::kSequenceClassification, args,
+                                   PretrainingOptions{}).activation_bytes,
+            longer.activation_bytes);
+}
+
+TEST(MemoryEstimateTest, DescribesItsParts) {
+  TrainingArguments args;
+  args.per_device_train_batch_size = 32;
+  args.max_seq_length = 512;
+  model::BertConfig base;
+  const MemoryEstimate estimate =
+      EstimateTrainingMemory(base, TrainingTask::kSequenceClassification, args, PretrainingOptions{});
+  EXPECT_THAT(estimate.Describe(32, 512),
+              ::testing::MatchesRegex("[0-9.]+ GiB \\([0-9.]+ GiB weights, gradients and AdamW "
+                                      "state for 109.5M parameters, [0-9.]+ GiB activations for a "
+                                      "batch of 32 x 512 tokens, 640 MiB runtime\\)"));
+}
+
+}  // namespace
+}  // namespace bertd::training
