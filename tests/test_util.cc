@@ -18,6 +18,11 @@ const std::string& SharedDir() {
   return dir;
 }
 
+bool SharedDataRequired() {
+  const char* env = std::getenv("BERTD_REQUIRE_SHARED_DATA");
+  return env != nullptr && std::string(env) == "1";
+}
+
 bool SharedFileExists(const std::string& relative_path) {
   std::error_code ec;
   return !SharedDir().empty() && std::filesystem::exists(SharedPath(relative_path), ec);

@@ -34,18 +34,26 @@ std::string ReadWholeFile(const std::string& path);
 
 }  // namespace bertd::testing
 
-// Skips the current test, saying why, when shared/ or the named file inside it is missing.
+// Skips the current test, saying why, when shared/ or the named file inside it is missing; fails
+// it instead when BERTD_REQUIRE_SHARED_DATA=1 (set by .ci/run), so that CI cannot pass with the
+// reference and parity tests silently skipped.
 #define BERTD_REQUIRE_SHARED(relative_path)                                                  \
   do {                                                                                       \
-    if (::bertd::testing::SharedDir().empty()) {                                             \
-      GTEST_SKIP() << "shared/ not found (set BERTD_SHARED_DIR); needs " << (relative_path); \
-    }                                                                                        \
     if (!::bertd::testing::SharedFileExists(relative_path)) {                                \
-      GTEST_SKIP() << "shared/" << (relative_path) << " not found";                        \
+      const std::string bertd_why =                                                          \
+          ::bertd::testing::SharedDir().empty()                                              \
+              ? std::string("shared/ not found (set BERTD_SHARED_DIR); needs ") + (relative_path) \
+              : std::string("shared/") + (relative_path) + " not found";                     \
+      if (::bertd::testing::SharedDataRequired()) {                                          \
+        FAIL() << bertd_why << " (BERTD_REQUIRE_SHARED_DATA=1)";                             \
+      }                                                                                      \
+      GTEST_SKIP() << bertd_why;                                                             \
     }                                                                                        \
   } while (0)
 
 namespace bertd::testing {
+// BERTD_REQUIRE_SHARED_DATA=1 in the environment.
+bool SharedDataRequired();
 bool SharedFileExists(const std::string& relative_path);
 // SharedDir() + "/" + relative_path.
 std::string SharedPath(const std::string& relative_path);

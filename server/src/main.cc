@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -78,6 +79,9 @@ ABSL_FLAG(int, max_queue_size, 1024,
           "Sequences waiting per model version; beyond it requests fail with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_inputs_per_request, 256, "Most texts (or pairs) in one request");
 ABSL_FLAG(int64_t, max_text_bytes, 64 * 1024, "Longest text field accepted, in bytes");
+ABSL_FLAG(int, max_span_windows, 128,
+          "Most context windows one ExtractSpan may make; more are refused before any is built");
+ABSL_FLAG(int64_t, max_tokenize_tokens, 131072, "Most tokens one Tokenize call returns");
 ABSL_FLAG(int, max_message_bytes, 16 * 1024 * 1024, "Largest gRPC message received, in bytes");
 ABSL_FLAG(int, max_json_depth, bertd::kDefaultMaxJsonDepth,
           "Deepest nesting of arrays and objects in JSON read from outside (datasets, config.json, "
@@ -209,6 +213,8 @@ ServerConfig ConfigFromFlags() {
   config.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
   config.limits.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
   config.limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  config.limits.max_span_windows = absl::GetFlag(FLAGS_max_span_windows);
+  config.limits.max_tokenize_tokens = absl::GetFlag(FLAGS_max_tokenize_tokens);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   config.training_devices = absl::GetFlag(FLAGS_training_devices);
@@ -252,6 +258,9 @@ void WarnIfBlasCompetesWithOpenMp() {
 }
 
 int Run(const ServerConfig& config) {
+  // Everything under --data_dir (the job database, datasets, checkpoints, models) holds users'
+  // data: owner-only, whatever umask the server was started with. Worker processes inherit it.
+  ::umask(077);
   // Signals are taken by sigwait() in this thread only; every thread created below inherits
   // the blocked mask, so none of them is interrupted.
   sigset_t stop_signals;

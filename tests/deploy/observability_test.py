@@ -427,6 +427,10 @@ def missing_prerequisite():
 if __name__ == "__main__":
     reason = missing_prerequisite()
     if reason:
+        # .ci/run sets BERTD_REQUIRE_SHARED_DATA=1: there a missing prerequisite is a failure.
+        if os.environ.get("BERTD_REQUIRE_SHARED_DATA") == "1":
+            print(f"FAILED: {reason} (BERTD_REQUIRE_SHARED_DATA=1)")
+            sys.exit(1)
         print(f"SKIPPED: {reason}")
         sys.exit(SKIP)
     unittest.main(verbosity=2)

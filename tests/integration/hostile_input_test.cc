@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bertd/v1/datasets.grpc.pb.h"
+#include "bertd/v1/inference.grpc.pb.h"
 #include "bertd/v1/models.grpc.pb.h"
 #include "bertd_process.h"
 #include "job_client.h"
@@ -107,6 +108,56 @@ TEST_F(HostileInputTest, ADeeplyNestedConfigJsonFailsItsModelOnly) {
   EXPECT_EQ(info.state(), v1::MODEL_STATE_FAILED);
   EXPECT_THAT(info.load_error(), HasSubstr("nested deeper than 64 levels"));
   EXPECT_TRUE(server.WaitUntilServing("", 5)) << server.log();
+}
+
+// A long question left a tiny step between context windows, and a 64 KiB context then became
+// thousands of windows, all built before the queue refused them ("1024 requests already queued").
+// Now a question must leave a quarter of the window, windows are counted before any is built, and
+// Tokenize caps the tokens it returns.
+TEST_F(HostileInputTest, ManyWindowQuestionsAndHugeTokenizeCallsAreRefusedNamingTheLimit) {
+  BERTD_REQUIRE_SHARED("fixtures/tiny-bert/qa/config.json");
+  InstallFixtureModel("qa", data_dir_ + "/models", "qa");
+  BertdProcess server(data_dir_, {"--training_devices=none"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  auto inference = v1::InferenceService::NewStub(server.channel());
+  auto extract = [&](const std::string& question, const std::string& context) {
+    grpc::ClientContext client;
+    v1::ExtractSpanRequest request;
+    request.set_model("qa");
+    request.set_question(question);
+    request.set_context(context);
+    v1::ExtractSpanResponse response;
+    return inference->ExtractSpan(&client, request, &response);
+  };
+  std::string long_question;
+  for (int i = 0; i < 50; ++i) long_question += "why ";
+  grpc::Status status = extract(long_question, "a short context.");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("fewer than the 16 needed"));
+
+  std::string context;
+  while (context.size() + 5 <= 64 * 1024) context += "word ";
+  status = extract("what is the word here?", context);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("allowed (--max_span_windows)"));
+
+  {
+    grpc::ClientContext client;
+    v1::TokenizeRequest request;
+    request.set_model("qa");
+    std::string text;
+    while (text.size() + 2 <= 60000) text += "a ";
+    for (int i = 0; i < 30; ++i) request.add_inputs()->set_text(text);
+    v1::TokenizeResponse response;
+    status = inference->Tokenize(&client, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("one call may return (--max_tokenize_tokens)"));
+    EXPECT_EQ(response.results_size(), 0);
+  }
+  // Within the limits the same model answers.
+  status = extract("what is the word here?", context.substr(0, 2000));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(server.WaitUntilServing("", 5));
 }
 
 }  // namespace

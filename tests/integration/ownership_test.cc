@@ -4,9 +4,11 @@
 // watches, cancels, uses and deletes only its own jobs and datasets; admins may do all of it.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -267,6 +269,28 @@ TEST_F(OwnershipTest, JobsAndDatasetsAreSeenUsedAndCancelledOnlyByTheirOwner) {
     EXPECT_EQ(response.owner(), "alice");
   }
   EXPECT_EQ(ListDatasets(kRoot).size(), 2u);
+}
+
+// Files under --data_dir are created owner-only (umask 077 in the server), whatever umask it was
+// started with: the database, datasets and job directories hold other people's data.
+TEST_F(OwnershipTest, FilesUnderTheDataDirectoryAreOwnerOnly) {
+  ASSERT_TRUE(Upload(kAlice, "alice-data").ok());
+  v1::Job job;
+  ASSERT_TRUE(Submit(kAlice, "alice-data", "a-out", &job).ok());
+  int checked = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(data_dir_)) {
+    const std::string path = entry.path().string();
+    // Made by the test, not the server.
+    if (path.find("/models/prod") != std::string::npos || path.find("tokens.txt") != std::string::npos ||
+        path == data_dir_ + "/models" || path == data_dir_ + "/bertd.log") {
+      continue;
+    }
+    struct stat st {};
+    ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 077, 0u) << path << " is readable or writable by others";
+    ++checked;
+  }
+  EXPECT_GE(checked, 4);  // bertd.db, its lock and WAL, datasets/<id>/data.tsv and directories
 }
 
 }  // namespace

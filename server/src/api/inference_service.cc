@@ -251,6 +251,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ExtractSpan(grpc::CallbackServer
   query.top_k = request->top_k() > 0 ? request->top_k() : 1;
   query.max_answer_length = request->max_answer_length() > 0 ? request->max_answer_length() : 30;
   query.doc_stride = request->doc_stride() > 0 ? request->doc_stride() : 128;
+  query.max_windows = limits_.max_span_windows;
   response->set_model_version(model_version);
   servable->ExtractSpan(query, call->RequestContext(),
                         [call, response, servable](absl::StatusOr<std::vector<inference::SpanResult>> spans) {
@@ -327,7 +328,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerCon
     call->Finish(inputs.status());
     return call->reactor();
   }
-  auto encodings = servable->Tokenize(*inputs);
+  auto encodings = servable->Tokenize(*inputs, limits_.max_tokenize_tokens);
   if (!encodings.ok()) {
     call->Finish(encodings.status());
     return call->reactor();

@@ -11,6 +11,8 @@ struct RequestLimits {
   int64_t max_text_bytes = 64 * 1024;
   int max_top_k = 100;
   int max_answer_length = 512;
+  int max_span_windows = 128;        // context windows of one ExtractSpan
+  int64_t max_tokenize_tokens = 131072;  // tokens one Tokenize call returns
 };
 
 }  // namespace bertd::api

@@ -259,22 +259,28 @@ void BertServable::ExtractSpan(const SpanQuery& query, const RequestContext& con
   if (!question_tokens.ok()) {
     return done(absl::InvalidArgumentError(absl::StrCat("question: ", question_tokens.status().message())));
   }
-  // [CLS] question [SEP] context-window [SEP]
+  // [CLS] question [SEP] context-window [SEP]. A long question leaves little room for the
+  // context, and windows then step by a few tokens: at least a quarter of the window stays.
   const int room = max_sequence_length_ - static_cast<int>(question_tokens->size()) - 3;
-  if (room < 8) {
+  const int min_room = std::max(8, max_sequence_length_ / 4);
+  if (room < min_room) {
     return done(absl::InvalidArgumentError(absl::StrCat(
         "question is ", question_tokens->size(), " tokens; with the model's window of ",
-        max_sequence_length_, " tokens too little room is left for the context")));
+        max_sequence_length_, " tokens that leaves ", std::max(room, 0),
+        " for the context, fewer than the ", min_room, " needed")));
   }
   text::EncodeOptions options;
   options.max_length = max_sequence_length_;
   options.truncation = text::EncodeOptions::Truncation::kOnlySecond;
   options.return_overflowing = true;
   options.stride = std::max(0, std::min(query.doc_stride, room / 2));
+  options.max_encodings = static_cast<size_t>(std::max(0, query.max_windows));
   absl::StatusOr<std::vector<text::Encoding>> windows =
       tokenizer_->Encode(query.question, absl::string_view(query.context), options);
   if (!windows.ok()) {
-    return done(absl::InvalidArgumentError(absl::StrCat("context: ", windows.status().message())));
+    return done(absl::InvalidArgumentError(absl::StrCat(
+        "context: the question and context ", windows.status().message(),
+        query.max_windows > 0 ? " (--max_span_windows); send a shorter context or a larger doc_stride" : "")));
   }
   std::vector<std::shared_ptr<SequenceWork>> works;
   for (const text::Encoding& window : *windows) works.push_back(MakeWork(Head::kSpan, window));
@@ -349,8 +355,9 @@ void BertServable::FillMask(const std::string& text, int top_k, const RequestCon
 }
 
 absl::StatusOr<std::vector<text::Encoding>> BertServable::Tokenize(
-    const std::vector<TextPair>& inputs) const {
+    const std::vector<TextPair>& inputs, int64_t max_tokens) const {
   std::vector<text::Encoding> results;
+  int64_t tokens = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
     text::EncodeOptions options;
     options.max_length = 0;
@@ -361,6 +368,12 @@ absl::StatusOr<std::vector<text::Encoding>> BertServable::Tokenize(
         tokenizer_->Encode(inputs[i].text, pair, options);
     if (!encoding.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("inputs[", i, "]: ", encoding.status().message()));
+    }
+    tokens += static_cast<int64_t>(encoding->front().size());
+    if (max_tokens > 0 && tokens > max_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "inputs[0..", i, "] make ", tokens, " tokens, more than the ", max_tokens,
+          " one call may return (--max_tokenize_tokens)"));
     }
     results.push_back(std::move(encoding->front()));
   }

@@ -59,7 +59,9 @@ class BertServable : public registry::Servable {
                    Callback<std::vector<SpanResult>> done);
   void FillMask(const std::string& text, int top_k, const RequestContext& context,
                 Callback<std::vector<MaskResult>> done);
-  absl::StatusOr<std::vector<text::Encoding>> Tokenize(const std::vector<TextPair>& inputs) const;
+  // INVALID_ARGUMENT once the inputs make more than `max_tokens` tokens (0: no limit).
+  absl::StatusOr<std::vector<text::Encoding>> Tokenize(const std::vector<TextPair>& inputs,
+                                                        int64_t max_tokens = 0) const;
 
  private:
   BertServable() = default;

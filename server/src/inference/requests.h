@@ -44,6 +44,7 @@ struct SpanQuery {
   int top_k = 1;
   int max_answer_length = 30;  // tokens
   int doc_stride = 128;        // tokens shared by consecutive windows
+  int max_windows = 0;         // more windows than this are refused (0: no limit)
 };
 
 struct SpanResult {

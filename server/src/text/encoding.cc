@@ -166,6 +166,16 @@ absl::StatusOr<std::vector<Encoding>> AssembleEncodings(
                            SplitIntoWindows(second->size(), targets.second, stride, "second"));
   }
 
+  if (options.return_overflowing && options.max_encodings > 0) {
+    const size_t f = first_windows.size(), s = second.has_value() ? second_windows.size() : 1;
+    const size_t count = second.has_value() ? 1 + (f - 1) * s + (s - 1) : f;
+    if (count > options.max_encodings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "makes ", count, " windows of at most ", options.max_length, " tokens, more than the ",
+          options.max_encodings, " allowed"));
+    }
+  }
+
   auto build = [&](Window a, std::optional<Window> b) {
     Encoding encoding;
     const size_t length = 2 + (a.end - a.begin) + (b.has_value() ? 1 + b->end - b->begin : 0);

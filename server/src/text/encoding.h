@@ -33,6 +33,9 @@ struct EncodeOptions {
   int stride = 0;
   // Also returns the windows that did not fit (Hugging Face's return_overflowing_tokens).
   bool return_overflowing = false;
+  // With return_overflowing: more encodings than this is INVALID_ARGUMENT, refused before any is
+  // built (a long text with a small step would otherwise make thousands). 0: no limit.
+  size_t max_encodings = 0;
 };
 
 // Model inputs for one window of a text (or text pair), all vectors the same length.

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace bertd::text {
@@ -210,6 +211,38 @@ TEST(EncodingTest, OnlySecondWindowsRepeatTheWholeFirstSequence) {
     EXPECT_EQ(ContentIds(window, 0), Ids({10, 11}));
     EXPECT_EQ(window.type_ids[4], 1);
   }
+}
+
+// The window count is known before any window is built: more than max_encodings is refused,
+// counting the combinations of pair windows as they would be built (4, 3 and 9 above).
+TEST(EncodingTest, MaxEncodingsRefusesTooManyWindowsBeforeBuildingThem) {
+  EncodeOptions options;
+  options.max_length = 6;
+  options.stride = 2;
+  options.return_overflowing = true;
+  std::vector<Token> a = Sequence("a", 9, 10);
+  options.max_encodings = 4;
+  EXPECT_EQ(MustAssemble(a, nullptr, options).size(), 4u);
+  options.max_encodings = 3;
+  absl::StatusOr<std::vector<Encoding>> refused =
+      AssembleEncodings(a, std::nullopt, options, kFraming);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "makes 4 windows of at most 6 tokens, more than the 3 allowed");
+
+  options = EncodeOptions();
+  options.max_length = 7;
+  options.return_overflowing = true;
+  std::vector<Token> b = Sequence("b", 5, 20);
+  std::vector<Token> c = Sequence("c", 5, 30);
+  options.max_encodings = 9;
+  EXPECT_EQ(MustAssemble(b, &c, options).size(), 9u);
+  options.max_encodings = 8;
+  EXPECT_THAT(AssembleEncodings(b, absl::Span<const Token>(c), options, kFraming).status().message(),
+              ::testing::HasSubstr("makes 9 windows"));
+  // Without return_overflowing only one encoding is built, whatever the limit.
+  options.return_overflowing = false;
+  options.max_encodings = 1;
+  EXPECT_EQ(MustAssemble(b, &c, options).size(), 1u);
 }
 
 TEST(EncodingTest, LongestFirstOverflowCombinesWindowsInHuggingFaceOrder) {

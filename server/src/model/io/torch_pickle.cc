@@ -83,6 +83,8 @@ class Unpickler {
   absl::Status Error(const std::string& what) const {
     return absl::InvalidArgumentError(absl::StrCat("pickle offset ", pos_, ": ", what));
   }
+  // INVALID_ARGUMENT once objects, marks, stack slots and memo entries together reach kMaxObjects.
+  absl::Status CheckBudget() const;
   absl::StatusOr<PyObject*> New(PyObject::Kind kind);
   absl::Status Push(PyObject::Kind kind, int64_t value = 0);
   absl::StatusOr<PyObject*> Pop();
@@ -107,8 +109,17 @@ class Unpickler {
   std::unordered_map<std::string, PyObject*> storages_;
 };
 
+absl::Status Unpickler::CheckBudget() const {
+  // Every kind of entry counts: objects, marks, stack slots (BINGET pushes a memoized object
+  // again without making one) and memo entries (PUT with ever new keys).
+  if (arena_.size() + marks_.size() + stack_.size() + memo_.size() >= kMaxObjects) {
+    return Error(absl::StrCat("too many objects (more than ", kMaxObjects, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PyObject*> Unpickler::New(PyObject::Kind kind) {
-  if (arena_.size() + marks_.size() >= kMaxObjects) return Error("too many objects");
+  BERTD_RETURN_IF_ERROR(CheckBudget());
   arena_.emplace_back();
   arena_.back().kind = kind;
   return &arena_.back();
@@ -162,6 +173,7 @@ absl::StatusOr<std::string> Unpickler::ReadLine() {
 
 absl::Status Unpickler::Memoize(uint64_t id) {
   if (stack_.empty()) return Error("memoizing an empty stack");
+  BERTD_RETURN_IF_ERROR(CheckBudget());
   memo_[id] = stack_.back();
   return absl::OkStatus();
 }
@@ -169,6 +181,7 @@ absl::Status Unpickler::Memoize(uint64_t id) {
 absl::Status Unpickler::Recall(uint64_t id) {
   auto it = memo_.find(id);
   if (it == memo_.end()) return Error(absl::StrCat("memo key ", id, " not found"));
+  BERTD_RETURN_IF_ERROR(CheckBudget());
   stack_.push_back(it->second);
   return absl::OkStatus();
 }
@@ -253,6 +266,19 @@ absl::StatusOr<PyObject*> Unpickler::RebuildTensor(const std::vector<PyObject*>&
   overflow = overflow || __builtin_add_overflow(last, static_cast<uint64_t>(offset), &last);
   if (overflow || last >= static_cast<uint64_t>(storage.numel())) {
     return Error("tensor view reaches outside its storage");
+  }
+  // The view may not hold more elements than its storage: a stride-0 view of a huge size passes
+  // the bounds check above (its last element is its first) but the copy would be gigabytes.
+  uint64_t elements = 1;
+  for (int64_t size : sizes) {
+    if (__builtin_mul_overflow(elements, static_cast<uint64_t>(size), &elements)) {
+      elements = UINT64_MAX;
+      break;
+    }
+  }
+  if (elements > static_cast<uint64_t>(storage.numel())) {
+    return Error(absl::StrCat("a tensor of ", elements, " elements does not fit its storage of ",
+                              storage.numel()));
   }
   at::Tensor view = storage.as_strided(sizes, strides, offset);
   // Whole-storage contiguous views (the usual case) share the loaded bytes; anything else is
@@ -383,7 +409,7 @@ absl::StatusOr<PyObject*> Unpickler::Run() {
         BERTD_RETURN_IF_ERROR(Push(Kind::kTuple));
         break;
       case '(':
-        if (arena_.size() + marks_.size() >= kMaxObjects) return Error("too many objects");
+        BERTD_RETURN_IF_ERROR(CheckBudget());
         marks_.push_back(stack_.size());
         break;
       case 't': {

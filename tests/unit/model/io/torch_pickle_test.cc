@@ -285,6 +285,35 @@ TEST_F(TorchPickleTest, RejectsHostilePickles) {
       {Pickle().Op('}').Op('}').str(), "unbalanced stack"},
       {"\x80\x02}X\xff\xff\xff\x7f", "truncated pickle"},
       {Pickle().Op(']').str(), "expected a dict"},
+      // Stride 0: every element is the first, so the bounds check passes, but copying the view
+      // would take 4228250625 floats (17 GB).
+      {dict_with([](Pickle& p) {
+         p.Tensor("FloatStorage", "0", 6, 0, {255, 255, 255, 255}, {0, 0, 0, 0});
+       }),
+       "a tensor of 4228250625 elements does not fit its storage of 6"},
+      // Re-pushing a memoized object, or memoizing under ever new keys, makes no new object but
+      // grows the stack or the memo: both count against the object cap.
+      {[] {
+         Pickle p;
+         p.Op('}').Op('q').Op('\0');
+         std::string s = p.str();
+         s.pop_back();
+         for (int i = 0; i < (4 << 20); ++i) s += std::string("h\0", 2);  // BINGET 0
+         return s + ".";
+       }(),
+       "too many objects"},
+      {[] {
+         Pickle p;
+         p.Op('}');
+         std::string s = p.str();
+         s.pop_back();
+         for (uint32_t i = 0; i < (4u << 20); ++i) {
+           s += 'r';
+           for (int b = 0; b < 4; ++b) s += static_cast<char>(i >> (8 * b));
+         }
+         return s + ".";
+       }(),
+       "too many objects"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.problem);
