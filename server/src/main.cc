@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -449,6 +450,9 @@ int Run(const ServerConfig& config) {
     }
     return slots;
   });
+  // The metrics endpoint outlives the scheduler on every return path (it was started first): a
+  // scrape must not reach a scheduler that is gone.
+  absl::Cleanup forget_slots = [&training_metrics] { training_metrics->SetSlots({}); };
   api::DatasetServiceImpl dataset_service(&store, &server_metrics,
                                           {config.data_dir, config.max_dataset_bytes});
   dataset_service.RemoveLeftovers();

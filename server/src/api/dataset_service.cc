@@ -362,7 +362,7 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
       auth::Authenticate(*context, "/bertd.v1.DatasetService/DeleteDataset");
   if (!caller.ok()) return Record("DeleteDataset", caller.status(), start);
   absl::StatusOr<jobs::DatasetRecord> record = OwnDataset(request->dataset(), *caller);
-  if (record.ok()) record = store_->DeleteDataset(request->dataset());
+  if (record.ok()) record = store_->DeleteDataset(record->id);
   if (record.ok()) {
     // The record is gone, so a leftover file would only be swept at the next start.
     std::error_code ec;

@@ -87,7 +87,19 @@ std::string StripJsonErrorPrefix(absl::string_view what) {
     const size_t colon = what.find(": ");
     if (colon != absl::string_view::npos) what.remove_prefix(colon + 2);
   }
-  return std::string(what);
+  // nlohmann quotes what it read ("; last read: '<the client's bytes>'"), of any length: the
+  // position says where, so the bytes are left out.
+  std::string message(what);
+  const size_t last_read = message.find("; last read: '");
+  if (last_read != std::string::npos) {
+    const size_t expected = message.find("'; expected", last_read);
+    message.erase(last_read, expected == std::string::npos ? std::string::npos
+                                                           : expected + 1 - last_read);
+  }
+  // A number nlohmann cannot hold is quoted too: keep it short.
+  constexpr size_t kMaxMessage = 160;
+  if (message.size() > kMaxMessage) message = message.substr(0, kMaxMessage) + "...";
+  return message;
 }
 
 absl::string_view JsonTypeName(const nlohmann::json& value) {

@@ -134,7 +134,9 @@ void HandleLine(const json& line, Rank& rank, const std::vector<Rank>& all, JobC
   const std::string type = line.value("type", "");
   if (type == "heartbeat") {
     rank.samples_per_second = line.value("samples_per_second", 0.0);
-    rank.rss_bytes = line.value("rss_bytes", int64_t{0});
+    // External ranks write this from other hosts: any number, read as a double and clamped.
+    const double rss = line.value("rss_bytes", 0.0);
+    rank.rss_bytes = rss > 0 && rss < 1e15 ? static_cast<int64_t>(rss) : 0;
   } else if (type == "error") {
     rank.error = absl::StrCat(line.value("code", "UNKNOWN"), ": ", line.value("message", ""));
   } else if (type == "exit") {
@@ -276,7 +278,9 @@ absl::StatusOr<std::string> RunCommand(const std::string& command, std::vector<s
 absl::Status Spawn(const std::string& executable, const std::string& plan_path, int world_size,
                    int port, const RankPlacement* placement, int64_t memory_limit_bytes,
                    Rank* rank) {
-  std::vector<std::string> args = {executable, "--worker_plan=" + plan_path};
+  // The server's JSON depth limit: the worker parses the same datasets and model files again.
+  std::vector<std::string> args = {executable, "--worker_plan=" + plan_path,
+                                   absl::StrCat("--max_json_depth=", MaxJsonDepth())};
   std::vector<std::string> env = WorkerEnvironment(rank->index, world_size, port, placement);
   // Built before fork: nothing after it may allocate.
   cpu_set_t cpus;

@@ -246,10 +246,13 @@ void JobScheduler::Dispatch() {
       held = Pick(demand, reserved);
     }
     if (held.empty() && demand.count > 0) {
-      if (demand.type.has_value()) {
-        reserved.insert(*demand.type);
-      } else {
-        for (const Slot& slot : slots_) reserved.insert(slot.type);
+      // Only the types that could ever hold it: an "any" job of two ranks on a pool with one GPU
+      // and two CPU slots waits for the CPU slots and leaves the GPU to others.
+      for (const Slot& slot : slots_) {
+        if ((!demand.type.has_value() || slot.type == *demand.type) &&
+            CountSlots(slots_, slot.type) >= demand.count) {
+          reserved.insert(slot.type);
+        }
       }
       continue;
     }

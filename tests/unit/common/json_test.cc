@@ -66,6 +66,19 @@ TEST(ParseJsonTest, ReportsSyntaxErrorsWhereTheyAre) {
             "invalid JSON: number overflow parsing '1e309'");
 }
 
+// Errors say where, never what: nlohmann's "last read: '<bytes>'" would echo the client's text.
+TEST(ParseJsonTest, ErrorsDoNotEchoTheClientsBytes) {
+  const std::string secret(5000, 's');
+  absl::StatusOr<nlohmann::json> parsed = ParseJson("[\"" + secret);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(parsed.status().message(), HasSubstr("line 1, byte column"));
+  EXPECT_THAT(parsed.status().message(), ::testing::Not(HasSubstr("ssssssss")));
+  EXPECT_LT(parsed.status().message().size(), 200u);
+  parsed = ParseJson("[1e" + std::string(3000, '9') + "]");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_LT(parsed.status().message().size(), 200u);
+}
+
 TEST(ParseJsonTest, RecordLinesNumberEveryMessage) {
   EXPECT_THAT(ParseJson("{\"a\": }", 8, 17).status().message(),
               HasSubstr("line 17, byte column 7: invalid JSON"));

@@ -250,13 +250,14 @@ TEST_F(JobSchedulerTest, NotifyWakesAnIdleWorkerWithoutWaitingForTheRecheck) {
 
 // ---- The pool: slots of a device type, jobs that hold several, reservation --------------------
 
-// Demands written into job names, so each test states them where it submits: "cuda-...",
-// "cpu-...", "twoslots-...", "external-...", anything else: one slot of any type.
+// Demands written into job names, so each test states them where it submits: "cuda-..." or
+// "cpu-..." (that type), "twoslots" anywhere (two slots), "external-..." (none); else one slot of
+// any type.
 SlotDemand DemandFromName(const JobRecord& job) {
   SlotDemand demand;
   if (absl::StartsWith(job.name, "cuda")) demand.type = DeviceType::kCuda;
   if (absl::StartsWith(job.name, "cpu")) demand.type = DeviceType::kCpu;
-  if (absl::StartsWith(job.name, "twoslots")) demand.count = 2;
+  if (absl::StrContains(job.name, "twoslots")) demand.count = 2;
   if (absl::StartsWith(job.name, "external")) demand.count = 0;
   return demand;
 }
@@ -364,6 +365,27 @@ TEST_F(JobSchedulerTest, AReservationHoldsBackOnlyTheTypesTheWaitingJobCanUse) {
   WaitForState(cpu, JobState::kRunning);
   EXPECT_EQ(store_->Get(cpu)->worker, "cpu:0");
   for (const char* name : {"cuda-first", "cuda-second", "cpu-meanwhile"}) runner.Release(name);
+  scheduler.Stop();
+}
+
+// A waiting "any" job reserves only the types that could ever hold it: two ranks never fit one GPU,
+// so the GPU stays free for a job that wants it.
+TEST_F(JobSchedulerTest, AWaitingJobDoesNotReserveATypeThatCanNeverHoldIt) {
+  GatedRunner runner;
+  JobScheduler scheduler(store_.get(), std::vector<std::string>{"cuda:0", "cpu:0", "cpu:1"},
+                         runner.AsRunner(), DemandFromName);
+  const std::string first = Submit("cpu-twoslots-first");
+  ASSERT_TRUE(scheduler.Start().ok());
+  WaitForState(first, JobState::kRunning);
+  const std::string waiting = Submit("any-twoslots");
+  const std::string gpu = Submit("cuda-meanwhile");
+  WaitForState(gpu, JobState::kRunning);
+  EXPECT_EQ(store_->Get(gpu)->worker, "cuda:0");
+  EXPECT_EQ(store_->Get(waiting)->state, JobState::kQueued);
+  runner.Release("cpu-twoslots-first");
+  WaitForState(waiting, JobState::kRunning);
+  EXPECT_EQ(store_->Get(waiting)->worker, "cpu:0,cpu:1");
+  for (const char* name : {"any-twoslots", "cuda-meanwhile"}) runner.Release(name);
   scheduler.Stop();
 }
 
