@@ -80,6 +80,13 @@ ABSL_FLAG(int, max_queue_size, 1024,
           "Sequences waiting per model version; beyond it requests fail with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_inputs_per_request, 256, "Most texts (or pairs) in one request");
 ABSL_FLAG(int64_t, max_text_bytes, 64 * 1024, "Longest text field accepted, in bytes");
+ABSL_FLAG(int, max_watch_streams, 256,
+          "Most WatchJob streams open at once; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_watch_streams_per_caller, 32,
+          "Most WatchJob streams one caller (token, or client address without tokens) keeps open");
+ABSL_FLAG(int, max_rpc_threads, 1024,
+          "gRPC resource quota: most threads serving synchronous RPCs (jobs, datasets, models); "
+          "past it calls are refused with RESOURCE_EXHAUSTED instead of exhausting the process");
 ABSL_FLAG(int, max_span_windows, 128,
           "Most context windows one ExtractSpan may make; more are refused before any is built");
 ABSL_FLAG(int64_t, max_tokenize_tokens, 131072, "Most tokens one Tokenize call returns");
@@ -457,7 +464,9 @@ int Run(const ServerConfig& config) {
                                           {config.data_dir, config.max_dataset_bytes});
   dataset_service.RemoveLeftovers();
   api::JobServiceImpl job_service(&store, &scheduler, &registry, &server_metrics,
-                                  {config.max_queued_jobs, *pool, *memory_limit});
+                                  {config.max_queued_jobs, *pool, *memory_limit,
+                                   absl::GetFlag(FLAGS_max_watch_streams),
+                                   absl::GetFlag(FLAGS_max_watch_streams_per_caller)});
 
   v1::ServerInfo server_info;
   server_info.set_version(std::string(metrics::ServerMetrics::Version()));
@@ -477,6 +486,9 @@ int Run(const ServerConfig& config) {
   int bound_port = 0;
   builder.AddListeningPort(config.listen, *credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  grpc::ResourceQuota quota("bertd");
+  quota.SetMaxThreads(std::max(16, absl::GetFlag(FLAGS_max_rpc_threads)));
+  builder.SetResourceQuota(quota);
   builder.RegisterService(&inference_service);
   builder.RegisterService(&model_service);
   builder.RegisterService(&dataset_service);

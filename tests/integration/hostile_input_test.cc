@@ -3,12 +3,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "bertd/v1/datasets.grpc.pb.h"
 #include "bertd/v1/inference.grpc.pb.h"
+#include "bertd/v1/jobs.grpc.pb.h"
 #include "bertd/v1/models.grpc.pb.h"
 #include "bertd_process.h"
 #include "job_client.h"
@@ -157,6 +162,68 @@ TEST_F(HostileInputTest, ManyWindowQuestionsAndHugeTokenizeCallsAreRefusedNaming
   // Within the limits the same model answers.
   status = extract("what is the word here?", context.substr(0, 2000));
   EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(server.WaitUntilServing("", 5));
+}
+
+// A flood of WatchJob streams, each holding a server thread: past the caps they are refused with
+// RESOURCE_EXHAUSTED naming the flag, and a closed stream gives its place back.
+TEST_F(HostileInputTest, AFloodOfWatchStreamsIsRefusedPastTheCaps) {
+  BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
+  BERTD_REQUIRE_SHARED("fixtures/tiny-bert/classifier/config.json");
+  InstallFixtureModel("classifier", data_dir_ + "/models", "classifier");
+  BertdProcess server(data_dir_, {"--training_devices=none", "--max_watch_streams=3",
+                                  "--max_watch_streams_per_caller=2"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  ASSERT_TRUE(UploadSst2Tsv(server.channel(), "sst2", Sst2DevRows(8)).ok());
+  v1::JobSpec spec;
+  spec.set_task(v1::TRAINING_TASK_SEQUENCE_CLASSIFICATION);
+  spec.set_base_model("classifier");
+  spec.set_train_dataset("sst2");
+  spec.set_output_model("watched");
+  const std::string id = SubmitJob(server.channel(), spec).id();  // stays QUEUED: no slots
+  ASSERT_FALSE(id.empty());
+
+  struct Watch {
+    std::unique_ptr<grpc::ClientContext> context = std::make_unique<grpc::ClientContext>();
+    std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader;
+  };
+  auto stub = v1::JobService::NewStub(server.channel());
+  // Opens a watch and reads its first event: true when the stream is open, false when it was
+  // refused (`status` then says why).
+  auto open = [&](Watch* watch, grpc::Status* status) {
+    v1::WatchJobRequest request;
+    request.set_job_id(id);
+    watch->reader = stub->WatchJob(watch->context.get(), request);
+    v1::JobEvent event;
+    if (watch->reader->Read(&event)) return true;
+    *status = watch->reader->Finish();
+    return false;
+  };
+  std::vector<Watch> watches(2);
+  grpc::Status status;
+  for (Watch& watch : watches) ASSERT_TRUE(open(&watch, &status)) << status.error_message();
+  // Every stream here comes from 127.0.0.1: one caller without tokens.
+  Watch third;
+  ASSERT_FALSE(open(&third, &status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("(--max_watch_streams_per_caller=2)"));
+
+  // Closing one gives its place back.
+  watches[0].context->TryCancel();
+  watches[0].reader->Finish();
+  bool reopened = false;
+  for (int i = 0; i < 40 && !reopened; ++i) {
+    Watch again;
+    reopened = open(&again, &status);
+    if (reopened) {
+      again.context->TryCancel();
+      again.reader->Finish();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+  EXPECT_TRUE(reopened) << status.error_message();
+  for (Watch& watch : watches) watch.context->TryCancel();
   EXPECT_TRUE(server.WaitUntilServing("", 5));
 }
 

@@ -292,7 +292,9 @@ JobServiceImpl::JobServiceImpl(jobs::JobStore* store, jobs::JobScheduler* schedu
       scheduler_(scheduler),
       registry_(registry),
       metrics_(metrics),
-      options_(options) {}
+      options_(options),
+      watches_({options.max_watch_streams, options.max_watch_streams_per_caller,
+                "--max_watch_streams", "--max_watch_streams_per_caller"}) {}
 
 grpc::Status JobServiceImpl::Record(const char* method, const absl::Status& status,
                                     absl::Time start) {
@@ -494,6 +496,15 @@ absl::Status JobServiceImpl::CheckMemory(const training::TrainingJobSpec& spec,
       "max_seq_length"));
 }
 
+std::string JobServiceImpl::WatcherKey(const grpc::ServerContext& context,
+                                      const auth::Caller& caller) {
+  if (!caller.name.empty()) return "token:" + caller.name;
+  // Without tokens, the client's address: "ipv4:127.0.0.1:52344" without its port.
+  const std::string peer = context.peer();
+  const size_t colon = peer.rfind(':');
+  return "peer:" + (colon == std::string::npos ? peer : peer.substr(0, colon));
+}
+
 absl::StatusOr<jobs::JobRecord> JobServiceImpl::OwnJob(const std::string& job_id,
                                                        const auth::Caller& caller) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
@@ -568,6 +579,9 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
   if (absl::Status own = OwnJob(request->job_id(), *caller).status(); !own.ok()) {
     return Record("WatchJob", own, start);
   }
+  // Each watch holds a server thread while it is open: bounded in total and per caller.
+  absl::StatusOr<StreamLimiter::Lease> lease = watches_.Acquire(WatcherKey(*context, *caller));
+  if (!lease.ok()) return Record("WatchJob", lease.status(), start);
   jobs::EventCursor cursor(store_, request->job_id(), request->after_seq());
   jobs::JobEvent event;
   absl::Status status;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <string>
 
+#include "api/stream_limiter.h"
 #include "auth/authorizer.h"
 #include "bertd/v1/jobs.grpc.pb.h"
 #include "jobs/device_pool.h"
@@ -22,6 +23,9 @@ struct JobServiceOptions {
   std::vector<jobs::Slot> pool;
   // --training_memory_limit: a job whose estimated need exceeds it is refused (0: no check).
   int64_t memory_limit_bytes = 0;
+  // Open WatchJob streams, in total and per caller (token name; client address without tokens).
+  int max_watch_streams = 256;
+  int max_watch_streams_per_caller = 32;
 };
 
 // bertd.v1.JobService. Synchronous handlers: job RPCs are rare and short, except WatchJob, whose
@@ -64,6 +68,8 @@ class JobServiceImpl final : public bertd::v1::JobService::Service {
   // --training_memory_limit.
   absl::Status CheckMemory(const training::TrainingJobSpec& spec, const jobs::SlotDemand& demand,
                            const std::string& base_dir);
+  // Whose watches count together: the token's name, or the client's address without tokens.
+  static std::string WatcherKey(const grpc::ServerContext& context, const auth::Caller& caller);
   // The job, if the caller may see it (PERMISSION_DENIED otherwise).
   absl::StatusOr<jobs::JobRecord> OwnJob(const std::string& job_id, const auth::Caller& caller);
   // The record plus what its events say (latest progress and evaluation).
@@ -76,6 +82,7 @@ class JobServiceImpl final : public bertd::v1::JobService::Service {
   metrics::ServerMetrics* const metrics_;
   const JobServiceOptions options_;
   std::atomic<bool> shutting_down_{false};
+  StreamLimiter watches_;
 };
 
 // A stored event as a v1::JobEvent. INVALID_ARGUMENT for a payload that is not the JSON the
