@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel throughput on this machine: the same fine-tuning job with world_size 1, 2, ...
-# (docs/distributed.md). Each job runs on a fresh bertd with --training_threads=$(nproc): one
+# (docs/distributed.md). Each job runs on a fresh bertd with one CPU slot per rank (--training_devices)
+# sharing $(nproc) threads (--training_threads per slot): one
 # process gets every thread, N workers get nproc/N each. Reports samples/s (from the job's last
 # progress event), all-reduce seconds per step and the wall time of submit-job --follow.
 #
@@ -40,7 +41,8 @@ run_one() {  # run_one WORLD_SIZE ROUND -> one TSV line
   port=$(free_port)
   rm -rf "$WORK/data"
   "$BERTD" --data_dir="$WORK/data" --listen="127.0.0.1:$port" --metrics_listen= \
-    --training_threads="${TRAINING_THREADS:-$(nproc)}" --intra_op_threads=1 >"$WORK/bertd.log" 2>&1 &
+    --training_devices="cpu:$world" --training_threads="$(( ${TRAINING_THREADS:-$(nproc)} / world > 0 ? ${TRAINING_THREADS:-$(nproc)} / world : 1 ))" \
+    --intra_op_threads=1 >"$WORK/bertd.log" 2>&1 &
   local pid=$!
   wait_until_healthy "$WORK/bertd.log" "$BERTCTL" --server "127.0.0.1:$port" health
   local start end
