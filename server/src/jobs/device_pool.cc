@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -76,6 +77,17 @@ absl::StatusOr<std::vector<Slot>> ParseTrainingDevices(absl::string_view spec, i
   for (int index : cuda) slots.push_back({absl::StrCat("cuda:", index), DeviceType::kCuda, index});
   for (int i = 0; i < cpu_slots; ++i) slots.push_back({absl::StrCat("cpu:", i), DeviceType::kCpu, i});
   return slots;
+}
+
+Slot SlotFromName(absl::string_view name) {
+  Slot slot;
+  slot.name = std::string(name);
+  slot.type = absl::StartsWith(name, "cuda") ? DeviceType::kCuda : DeviceType::kCpu;
+  const size_t colon = name.find(':');
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(name.substr(colon + 1), &slot.index)) {
+    slot.index = 0;
+  }
+  return slot;
 }
 
 std::string DescribePool(const std::vector<Slot>& slots) {

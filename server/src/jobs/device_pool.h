@@ -37,6 +37,10 @@ struct Slot {
 // device this machine does not have).
 absl::StatusOr<std::vector<Slot>> ParseTrainingDevices(absl::string_view spec, int cuda_devices);
 
+// The slot a name from the pool stands for ("cuda:1": CUDA device 1; "cpu:0": CPU slot 0), as
+// the scheduler hands it to a job's runner. A name without a number is index 0.
+Slot SlotFromName(absl::string_view name);
+
 // "cuda:0, cuda:1, cpu:0" or "none": for the start-up log, GetServerInfo and messages.
 std::string DescribePool(const std::vector<Slot>& slots);
 

@@ -5,7 +5,6 @@
 #include <exception>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -84,13 +83,7 @@ namespace {
 
 std::vector<Slot> SlotsFromNames(const std::vector<std::string>& names) {
   std::vector<Slot> slots;
-  for (const std::string& name : names) {
-    Slot slot;
-    slot.name = name;
-    slot.type = absl::StartsWith(name, "cuda") ? DeviceType::kCuda : DeviceType::kCpu;
-    slot.index = static_cast<int>(slots.size());
-    slots.push_back(slot);
-  }
+  for (const std::string& name : names) slots.push_back(SlotFromName(name));
   return slots;
 }
 

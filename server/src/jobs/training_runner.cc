@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
@@ -203,16 +202,13 @@ absl::Status TrainingRunner::PrepareNamedVocabulary(const training::TrainingJobS
 std::vector<RankPlacement> TrainingRunner::Place(const std::string& worker) const {
   std::vector<RankPlacement> placement;
   for (absl::string_view name : absl::StrSplit(worker, ',', absl::SkipEmpty())) {
+    const Slot slot = SlotFromName(name);
     RankPlacement rank;
-    rank.slot = std::string(name);
-    int index = 0;
-    const size_t colon = name.find(':');
-    if (colon != absl::string_view::npos && absl::SimpleAtoi(name.substr(colon + 1), &index)) {
-      if (absl::StartsWith(name, "cuda")) {
-        rank.cuda_device = index;
-      } else if (index >= 0 && index < static_cast<int>(options_.cpu_slot_cpus.size())) {
-        rank.cpus = options_.cpu_slot_cpus[index];
-      }
+    rank.slot = slot.name;
+    if (slot.type == DeviceType::kCuda) {
+      rank.cuda_device = slot.index;
+    } else if (slot.index >= 0 && slot.index < static_cast<int>(options_.cpu_slot_cpus.size())) {
+      rank.cpus = options_.cpu_slot_cpus[slot.index];
     }
     placement.push_back(std::move(rank));
   }

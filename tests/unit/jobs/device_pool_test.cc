@@ -49,6 +49,17 @@ TEST(TrainingDevicesTest, RefusalsNameTheFlagAndTheItem) {
   EXPECT_THAT(Parsed("cpu:1,", 0), HasSubstr("'' is not a device"));
 }
 
+TEST(TrainingDevicesTest, SlotNamesRoundTrip) {
+  const std::vector<Slot> pool = *ParseTrainingDevices("cuda:1,cpu:2", 2);
+  ASSERT_EQ(pool.size(), 3u);
+  for (const Slot& slot : pool) {
+    const Slot back = SlotFromName(slot.name);
+    EXPECT_EQ(back.name, slot.name);
+    EXPECT_EQ(back.type, slot.type);
+    EXPECT_EQ(back.index, slot.index);
+  }
+}
+
 TEST(DemandTest, AJobThatCanNeverFitIsRefusedNamingTheField) {
   const std::vector<Slot> cpu2 = *ParseTrainingDevices("cpu:2", 0);
   const std::vector<Slot> mixed = *ParseTrainingDevices("cuda:0,cpu:3", 1);
