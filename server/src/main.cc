@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -28,12 +30,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "api/access.h"
 #include "api/dataset_service.h"
+#include "api/edge.h"
 #include "api/inference_service.h"
 #include "api/job_service.h"
 #include "api/model_service.h"
 #include "api/server_service.h"
 #include "auth/authorizer.h"
+#include "auth/exposure.h"
 #include "auth/tls.h"
 #include "common/byte_size.h"
 #include "common/json.h"
@@ -51,8 +56,11 @@
 #include "runtime/fast_bert.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
-          "gRPC listen address (host:port). Loopback by default: without --tls_cert the traffic is "
-          "plaintext; listen on other interfaces (0.0.0.0:50051) with TLS and tokens");
+          "gRPC listen address (host:port). Loopback by default; any other address (0.0.0.0:50051) "
+          "needs --tls_cert, --tls_key and --auth_tokens_file, or --allow_insecure");
+ABSL_FLAG(bool, allow_insecure, false,
+          "Start on a non-loopback --listen without TLS or without --auth_tokens_file (for networks "
+          "protected otherwise); bertd then warns at every start");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain of the server; with --tls_key enables TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
@@ -61,8 +69,9 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "File of accepted bearer tokens, one '<sha256 hex> <reader|trainer|admin> <name>' per "
           "line (bertctl token create); empty: no authentication, every caller is admin");
-ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
-          "Prometheus /metrics listen address (host:port); empty disables it");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Prometheus /metrics listen address (host:port); empty disables it. Loopback by default: "
+          "a deployment scraped over the network sets it explicitly (0.0.0.0:9464)");
 ABSL_FLAG(std::string, data_dir, "./var", "Data directory: models, datasets, jobs");
 ABSL_FLAG(std::string, model_repository, "",
           "Model repository (<name>/<version>/ in the Hugging Face layout); default <data_dir>/models");
@@ -84,6 +93,8 @@ ABSL_FLAG(int, max_watch_streams, 256,
           "Most WatchJob streams open at once; more are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_watch_streams_per_caller, 32,
           "Most WatchJob streams one caller (token, or client address without tokens) keeps open");
+ABSL_FLAG(int, max_list_page_size, 1000,
+          "ListJobs: the most jobs one page returns (a larger page_size is lowered to it)");
 ABSL_FLAG(int, max_rpc_threads, 1024,
           "gRPC resource quota: most threads serving synchronous RPCs (jobs, datasets, models); "
           "past it calls are refused with RESOURCE_EXHAUSTED instead of exhausting the process");
@@ -105,6 +116,11 @@ ABSL_FLAG(int, cpu_workers, -1,
           "Deprecated alias of --training_devices=cpu:N, kept for existing deployments (0: none, "
           "jobs only queue); -1: unset");
 ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{1} << 30, "Largest dataset upload, in bytes");
+ABSL_FLAG(int, max_concurrent_uploads, 4,
+          "Dataset uploads in progress at once; more are refused (RESOURCE_EXHAUSTED)");
+ABSL_FLAG(std::string, max_data_dir_bytes, "",
+          "Disk quota of --data_dir (e.g. 200GiB): an upload that would pass it is refused "
+          "(RESOURCE_EXHAUSTED); empty: none");
 ABSL_FLAG(int, max_queued_jobs, 1000,
           "Queued training jobs; beyond it SubmitJob fails with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, training_threads, 0,
@@ -133,6 +149,7 @@ struct ServerConfig {
   std::string listen;
   auth::TlsFiles tls;
   std::string auth_tokens_file;
+  bool allow_insecure = false;
   std::string metrics_listen;
   std::string data_dir;
   std::string model_repository;
@@ -150,9 +167,11 @@ struct ServerConfig {
   int training_threads = 0;
 };
 
-bool IsLoopback(const std::string& listen) {
-  return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
-         absl::StartsWith(listen, "[::1]:");
+// The machine's physical memory (0 when the system will not say).
+int64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? static_cast<int64_t>(pages) * page_size : 0;
 }
 
 int UsableCpus() {
@@ -208,6 +227,7 @@ ServerConfig ConfigFromFlags() {
   config.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                 absl::GetFlag(FLAGS_tls_client_ca)};
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  config.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.model_repository = absl::GetFlag(FLAGS_model_repository);
@@ -266,6 +286,17 @@ void WarnIfBlasCompetesWithOpenMp() {
 }
 
 int Run(const ServerConfig& config) {
+  // An exposed listener without TLS and tokens is refused before anything else happens.
+  const auth::ListenerProtection protection{config.tls.enabled(), !config.auth_tokens_file.empty(),
+                                            config.allow_insecure};
+  if (absl::Status exposed = auth::CheckListenerExposure(config.listen, protection); !exposed.ok()) {
+    std::fprintf(stderr, "bertd: %s\n", std::string(exposed.message()).c_str());
+    return 2;
+  }
+  if (const std::string warning = auth::InsecureListenerWarning(config.listen, protection);
+      !warning.empty()) {
+    std::fprintf(stderr, "bertd: %s\n", warning.c_str());
+  }
   // Everything under --data_dir (the job database, datasets, checkpoints, models) holds users'
   // data: owner-only, whatever umask the server was started with. Worker processes inherit it.
   ::umask(077);
@@ -287,7 +318,9 @@ int Run(const ServerConfig& config) {
   absl::StatusOr<std::vector<jobs::Slot>> pool = ResolvePool(config, cuda_devices);
   absl::StatusOr<int64_t> memory_limit =
       ParseByteSize(absl::GetFlag(FLAGS_training_memory_limit), "--training_memory_limit");
-  for (const absl::Status& status : {pool.status(), memory_limit.status()}) {
+  absl::StatusOr<int64_t> data_dir_quota =
+      ParseByteSize(absl::GetFlag(FLAGS_max_data_dir_bytes), "--max_data_dir_bytes");
+  for (const absl::Status& status : {pool.status(), memory_limit.status(), data_dir_quota.status()}) {
     if (!status.ok()) {
       std::fprintf(stderr, "bertd: %s\n", std::string(status.message()).c_str());
       return 1;
@@ -310,6 +343,7 @@ int Run(const ServerConfig& config) {
     std::fprintf(stderr, "bertd: %s\n", std::string(credentials.status().message()).c_str());
     return 1;
   }
+  std::optional<auth::TokenTable> token_table;
   if (!config.auth_tokens_file.empty()) {
     auto tokens = auth::TokenTable::Load(config.auth_tokens_file);
     if (!tokens.ok()) {
@@ -319,16 +353,11 @@ int Run(const ServerConfig& config) {
     }
     std::fprintf(stderr, "bertd: bearer tokens required (%zu accepted, from %s)\n",
                  tokens->entries().size(), config.auth_tokens_file.c_str());
-    auth::InstallAuthorizer(std::make_unique<auth::Authorizer>(*std::move(tokens)));
+    token_table = *std::move(tokens);
   } else {
     std::fprintf(stderr, "bertd: no --auth_tokens_file: every caller may do everything\n");
   }
-  if (!config.tls.enabled()) {
-    std::fprintf(stderr, "bertd: plaintext gRPC (no --tls_cert)%s\n",
-                 IsLoopback(config.listen)
-                     ? ""
-                     : "; WARNING: not on loopback, anyone on the network can read and send calls");
-  }
+  if (!config.tls.enabled()) std::fprintf(stderr, "bertd: plaintext gRPC (no --tls_cert)\n");
 
   std::error_code ec;
   std::filesystem::create_directories(config.model_repository, ec);
@@ -433,7 +462,7 @@ int Run(const ServerConfig& config) {
       });
 
   api::InferenceServiceImpl inference_service(&registry, &server_metrics, config.limits);
-  api::ModelServiceImpl model_service(&registry, &server_metrics);
+  api::ModelServiceImpl model_service(&registry);
 
   jobs::TrainingRunnerOptions runner_options;
   runner_options.store = &store;
@@ -460,13 +489,17 @@ int Run(const ServerConfig& config) {
   // The metrics endpoint outlives the scheduler on every return path (it was started first): a
   // scrape must not reach a scheduler that is gone.
   absl::Cleanup forget_slots = [&training_metrics] { training_metrics->SetSlots({}); };
-  api::DatasetServiceImpl dataset_service(&store, &server_metrics,
-                                          {config.data_dir, config.max_dataset_bytes});
+  api::DatasetServiceImpl dataset_service(&store,
+                                          {config.data_dir, config.max_dataset_bytes,
+                                           std::max(1, absl::GetFlag(FLAGS_max_concurrent_uploads)),
+                                           *data_dir_quota});
   dataset_service.RemoveLeftovers();
-  api::JobServiceImpl job_service(&store, &scheduler, &registry, &server_metrics,
-                                  {config.max_queued_jobs, *pool, *memory_limit,
+  api::JobServiceImpl job_service(&store, &scheduler, &registry,
+                                  {config.max_queued_jobs, *pool, *memory_limit, PhysicalMemoryBytes(),
                                    absl::GetFlag(FLAGS_max_watch_streams),
-                                   absl::GetFlag(FLAGS_max_watch_streams_per_caller)});
+                                   absl::GetFlag(FLAGS_max_watch_streams_per_caller),
+                                   std::min(100, std::max(1, absl::GetFlag(FLAGS_max_list_page_size))),
+                                   std::max(1, absl::GetFlag(FLAGS_max_list_page_size))});
 
   v1::ServerInfo server_info;
   server_info.set_version(std::string(metrics::ServerMetrics::Version()));
@@ -478,7 +511,7 @@ int Run(const ServerConfig& config) {
   for (const jobs::Slot& slot : *pool) server_info.add_training_slots(slot.name);
   server_info.set_tls(config.tls.enabled());
   server_info.set_authentication(!config.auth_tokens_file.empty());
-  api::ServerServiceImpl server_service(std::move(server_info), &server_metrics);
+  api::ServerServiceImpl server_service(std::move(server_info));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -489,6 +522,11 @@ int Run(const ServerConfig& config) {
   grpc::ResourceQuota quota("bertd");
   quota.SetMaxThreads(std::max(16, absl::GetFlag(FLAGS_max_rpc_threads)));
   builder.SetResourceQuota(quota);
+  // Authentication, roles and request metrics: once, for every call of every service.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> edge;
+  edge.push_back(std::make_unique<api::Edge>(
+      auth::Authorizer(std::move(token_table), api::DeclaredAccess()), &server_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(edge));
   builder.RegisterService(&inference_service);
   builder.RegisterService(&model_service);
   builder.RegisterService(&dataset_service);
@@ -557,7 +595,9 @@ int Run(const ServerConfig& config) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "bertd serves and trains BERT models over gRPC.\n"
-      "  bertd --data_dir=./var --listen=0.0.0.0:50051");
+      "  bertd --data_dir=./var   (listens on 127.0.0.1:50051)\n"
+      "  bertd --data_dir=./var --listen=0.0.0.0:50051 --tls_cert=server.crt --tls_key=server.key "
+      "--auth_tokens_file=tokens");
   absl::ParseCommandLine(argc, argv);
   bertd::SetMaxJsonDepth(absl::GetFlag(FLAGS_max_json_depth));
   if (const std::string plan = absl::GetFlag(FLAGS_worker_plan); !plan.empty()) {

@@ -227,5 +227,63 @@ TEST_F(HostileInputTest, AFloodOfWatchStreamsIsRefusedPastTheCaps) {
   EXPECT_TRUE(server.WaitUntilServing("", 5));
 }
 
+TEST_F(HostileInputTest, UploadsPastTheConcurrencyCapOrTheDiskQuotaAreRefused) {
+  BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
+  BertdProcess server(data_dir_, {"--training_devices=none", "--max_concurrent_uploads=2",
+                                  "--max_data_dir_bytes=4MiB"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  auto stub = v1::DatasetService::NewStub(server.channel());
+
+  // Two uploads held open (metadata and a first chunk sent, not finished).
+  struct Upload {
+    grpc::ClientContext context;
+    v1::Dataset dataset;
+    std::unique_ptr<grpc::ClientWriter<v1::UploadDatasetRequest>> writer;
+  };
+  std::vector<std::unique_ptr<Upload>> open;
+  for (int i = 0; i < 2; ++i) {
+    auto upload = std::make_unique<Upload>();
+    upload->writer = StartSst2Upload(stub.get(), "held-" + std::to_string(i), &upload->context,
+                                     &upload->dataset);
+    v1::UploadDatasetRequest chunk;
+    chunk.set_chunk(Sst2DevRows(4));
+    ASSERT_TRUE(upload->writer->Write(chunk));
+    open.push_back(std::move(upload));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // both handlers are running
+  grpc::Status third = UploadSst2Tsv(server.channel(), "third", Sst2DevRows(4));
+  EXPECT_EQ(third.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << third.error_message();
+  EXPECT_THAT(third.error_message(), HasSubstr("2 uploads are open"));
+  EXPECT_THAT(third.error_message(), HasSubstr("(--max_concurrent_uploads=2)"));
+
+  // Finishing one frees its place; nothing held was lost.
+  open[0]->writer->WritesDone();
+  grpc::Status first = open[0]->writer->Finish();
+  EXPECT_TRUE(first.ok()) << first.error_message();
+  EXPECT_TRUE(UploadSst2Tsv(server.channel(), "third", Sst2DevRows(4)).ok());
+  open[1]->writer->WritesDone();
+  EXPECT_TRUE(open[1]->writer->Finish().ok());
+
+  // 5 MiB in 1 MiB chunks cannot fit a 4 MiB quota: refused while it streams, and nothing stays.
+  {
+    grpc::ClientContext context;
+    v1::Dataset dataset;
+    auto writer = StartSst2Upload(stub.get(), "too-big", &context, &dataset);
+    v1::UploadDatasetRequest chunk;
+    std::string rows;
+    while (rows.size() < (1u << 20)) rows += "a sentence long enough to fill the chunk\t1\n";
+    chunk.set_chunk(rows);
+    for (int i = 0; i < 5; ++i) {
+      if (!writer->Write(chunk)) break;
+    }
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("(--max_data_dir_bytes)"));
+  }
+  EXPECT_TRUE(UploadSst2Tsv(server.channel(), "small", Sst2DevRows(4)).ok());
+  EXPECT_TRUE(server.WaitUntilServing("", 5));
+}
+
 }  // namespace
 }  // namespace bertd::testing

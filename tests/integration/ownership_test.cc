@@ -53,7 +53,8 @@ class OwnershipTest : public ::testing::Test {
     InstallFixtureModel("classifier", data_dir_ + "/models", "prod");
     server_ = std::make_unique<BertdProcess>(
         data_dir_,
-        std::vector<std::string>{"--auth_tokens_file=" + WriteTokens(data_dir_), "--cpu_workers=0"});
+        std::vector<std::string>{"--auth_tokens_file=" + WriteTokens(data_dir_), "--cpu_workers=0",
+                                 "--max_list_page_size=3"});
     ASSERT_TRUE(server_->WaitUntilServing()) << server_->log();
     datasets_ = v1::DatasetService::NewStub(server_->channel());
     jobs_ = v1::JobService::NewStub(server_->channel());
@@ -96,14 +97,25 @@ class OwnershipTest : public ::testing::Test {
     return jobs_->SubmitJob(&context, request, job);
   }
 
-  std::vector<std::string> ListJobs(const char* token) {
-    grpc::ClientContext context;
-    As(&context, token);
+  // Every page of ListJobs (at most 3 jobs each: --max_list_page_size=3).
+  std::vector<std::string> ListJobs(const char* token, int page_size = 0, int* pages = nullptr) {
     v1::ListJobsRequest request;
-    v1::ListJobsResponse response;
-    EXPECT_TRUE(jobs_->ListJobs(&context, request, &response).ok());
+    request.set_page_size(page_size);
     std::vector<std::string> ids;
-    for (const v1::Job& job : response.jobs()) ids.push_back(job.id());
+    int count = 0;
+    do {
+      grpc::ClientContext context;
+      As(&context, token);
+      v1::ListJobsResponse response;
+      grpc::Status status = jobs_->ListJobs(&context, request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      EXPECT_LE(response.jobs_size(), 3);
+      for (const v1::Job& job : response.jobs()) ids.push_back(job.id());
+      request.set_page_token(response.next_page_token());
+      ++count;
+    } while (!request.page_token().empty() && count < 100);
+    if (pages != nullptr) *pages = count;
     return ids;
   }
 
@@ -273,6 +285,58 @@ TEST_F(OwnershipTest, JobsAndDatasetsAreSeenUsedAndCancelledOnlyByTheirOwner) {
 
 // Files under --data_dir are created owner-only (umask 077 in the server), whatever umask it was
 // started with: the database, datasets and job directories hold other people's data.
+TEST_F(OwnershipTest, ListJobsPagesThroughTheCallersJobsOnly) {
+  ASSERT_TRUE(Upload(kAlice, "alice-data").ok());
+  ASSERT_TRUE(Upload(kBob, "bob-data").ok());
+  std::vector<std::string> alice_jobs;
+  for (int i = 0; i < 7; ++i) {
+    v1::Job job;
+    ASSERT_TRUE(Submit(kAlice, "alice-data", "alice-model", &job).ok());
+    alice_jobs.insert(alice_jobs.begin(), job.id());  // newest first
+    if (i % 3 == 0) ASSERT_TRUE(Submit(kBob, "bob-data", "bob-model", &job).ok());
+  }
+  // Pages of 2, then the server's maximum of 3 for a larger page_size: the same jobs, in order.
+  int pages = 0;
+  EXPECT_EQ(ListJobs(kAlice, 2, &pages), alice_jobs);
+  EXPECT_EQ(pages, 4);
+  EXPECT_EQ(ListJobs(kAlice, 5000, &pages), alice_jobs);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(ListJobs(kBob).size(), 3u);
+  EXPECT_EQ(ListJobs(kRoot).size(), 10u);
+
+  // The old `limit`: at most that many, one page.
+  {
+    grpc::ClientContext context;
+    As(&context, kAlice);
+    v1::ListJobsRequest request;
+    request.set_limit(2);
+    v1::ListJobsResponse response;
+    ASSERT_TRUE(jobs_->ListJobs(&context, request, &response).ok());
+    EXPECT_EQ(response.jobs_size(), 2);
+    EXPECT_EQ(response.next_page_token(), "");
+  }
+  // Tokens that ListJobs never issued, and a negative page size.
+  for (const std::string& token : {std::string("garbage!"), std::string(5000, 'A'),
+                                   std::string("am9icy52MTpqb2ItbWlzc2luZw")}) {
+    grpc::ClientContext context;
+    As(&context, kAlice);
+    v1::ListJobsRequest request;
+    request.set_page_token(token);
+    v1::ListJobsResponse response;
+    grpc::Status status = jobs_->ListJobs(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << token.substr(0, 20);
+    EXPECT_THAT(status.error_message(), HasSubstr("page_token"));
+  }
+  grpc::ClientContext context;
+  As(&context, kAlice);
+  v1::ListJobsRequest request;
+  request.set_page_size(-1);
+  v1::ListJobsResponse response;
+  grpc::Status status = jobs_->ListJobs(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("page_size"));
+}
+
 TEST_F(OwnershipTest, FilesUnderTheDataDirectoryAreOwnerOnly) {
   ASSERT_TRUE(Upload(kAlice, "alice-data").ok());
   v1::Job job;

@@ -316,7 +316,8 @@ class TokenTest : public SecurityTest {
 
 TEST_F(TokenTest, EveryRpcChecksTheRoleOfItsToken) {
   const std::vector<std::string> methods = AllBertdMethods();
-  ASSERT_EQ(methods.size(), 20u) << "a new RPC: give it a role in NeededRole and server/src/auth";
+  ASSERT_EQ(methods.size(), 20u)
+      << "a new RPC: declare its role in the .proto (option (bertd.v1.required_role)) and here";
   const std::pair<const char*, int> callers[] = {
       {kReaderToken, 0}, {kTrainerToken, 1}, {kAdminToken, 2}};
   for (const std::string& method : methods) {
@@ -336,6 +337,15 @@ TEST_F(TokenTest, EveryRpcChecksTheRoleOfItsToken) {
         EXPECT_THAT(status.error_message(), HasSubstr("-holder' has role"));
       }
     }
+  }
+  // Every handler asked the edge who called (api/edge.h), and the edge counted every call,
+  // refusals included, under its method.
+  EXPECT_THAT(server_->log(), Not(HasSubstr("BUG:")));
+  const std::string metrics = HttpGet(server_->metrics_port(), "/metrics");
+  for (const char* method : {"LoadModel", "SubmitJob", "UploadDataset"}) {
+    EXPECT_THAT(metrics, HasSubstr(std::string("bertd_requests_total{code=\"PERMISSION_DENIED\",method=\"") +
+                                   method + "\""))
+        << method;
   }
 }
 
@@ -547,6 +557,50 @@ TEST_F(SecurityTest, MessagesOverMaxMessageBytesAreRefused) {
   EXPECT_THAT(big.error_message(), HasSubstr("4096"));
   // Under the limit the request reaches the service (which does not know the model).
   EXPECT_EQ(tokenize(3000).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// ---- safe defaults: an exposed listener needs TLS and tokens -----------------------------------
+
+TEST_F(SecurityTest, AnExposedListenerWithoutTlsAndTokensIsRefused) {
+  const std::string exposed = "--listen=0.0.0.0:" + std::to_string(PickFreePort());
+  {
+    BertdProcess server(data_dir_, {exposed});
+    const std::string message = "is reachable from other machines but --tls_cert/--tls_key and "
+                                "--auth_tokens_file are not set";
+    EXPECT_EQ(ExitCodeAfter(server, message), 2);
+    EXPECT_THAT(server.log(), HasSubstr(message));
+    EXPECT_THAT(server.log(), HasSubstr("--allow_insecure"));
+  }
+  {
+    // TLS alone is not enough: without tokens every caller would be an admin.
+    BertdProcess server(data_dir_, {exposed, "--tls_cert=" + Certs().Path("server.crt"),
+                                    "--tls_key=" + Certs().Path("server.key")});
+    const std::string message = "--auth_tokens_file is not set";
+    EXPECT_EQ(ExitCodeAfter(server, message), 2);
+    EXPECT_THAT(server.log(), HasSubstr(message));
+  }
+}
+
+TEST_F(SecurityTest, AnExposedListenerServesWithTlsAndTokensOrWithAllowInsecure) {
+  {
+    const int port = PickFreePort();
+    BertdProcess server(data_dir_, {"--listen=0.0.0.0:" + std::to_string(port),
+                                    "--tls_cert=" + Certs().Path("server.crt"),
+                                    "--tls_key=" + Certs().Path("server.key"),
+                                    "--auth_tokens_file=" + WriteTokenFile(data_dir_),
+                                    "--cpu_workers=0"});
+    ASSERT_TRUE(WaitServing(TlsChannel(port, false))) << server.log();
+    EXPECT_THAT(server.log(), Not(HasSubstr("WARNING")));
+  }
+  {
+    const int port = PickFreePort();
+    BertdProcess server(data_dir_, {"--listen=0.0.0.0:" + std::to_string(port),
+                                    "--allow_insecure", "--cpu_workers=0"});
+    ASSERT_TRUE(WaitServing(PlainChannel(port))) << server.log();
+    EXPECT_TRUE(ListModels(PlainChannel(port)).ok());
+    EXPECT_THAT(server.log(), HasSubstr("WARNING: --allow_insecure: --listen=0.0.0.0:"));
+    EXPECT_THAT(server.log(), HasSubstr("do everything an admin can"));
+  }
 }
 
 }  // namespace

@@ -386,7 +386,7 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
     auto limit = std::make_shared<int>(0);
     auto* cmd = jobs->add_subcommand("list", "Jobs, newest first");
     cmd->add_option("--state", *state, "queued, running, succeeded, failed or cancelled");
-    cmd->add_option("--limit", *limit, "Most jobs shown");
+    cmd->add_option("--limit", *limit, "Most jobs shown (default: all, fetched page by page)");
     commands.Add(cmd, [&globals, state, limit] {
       v1::ListJobsRequest request;
       if (!state->empty()) {
@@ -394,13 +394,23 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
         if (!client::ParseJobState(*state, &parsed)) throw UsageError("--state " + *state + ": unknown state");
         request.set_state(parsed);
       }
-      request.set_limit(*limit);
+      if (*limit < 0) throw UsageError("--limit must not be negative");
+      request.set_page_size(*limit);  // the server lowers it to its maximum page
       auto stub = v1::JobService::NewStub(globals.channel());
-      grpc::ClientContext context;
-      client::ConfigureContext(globals.connection, &context);
+      // Every page (or up to --limit jobs): the server pages its answer.
       v1::ListJobsResponse response;
-      grpc::Status status = stub->ListJobs(&context, request, &response);
-      if (!status.ok()) return FailRpc(globals, status, "list jobs");
+      do {
+        grpc::ClientContext context;
+        client::ConfigureContext(globals.connection, &context);
+        v1::ListJobsResponse page;
+        grpc::Status status = stub->ListJobs(&context, request, &page);
+        if (!status.ok()) return FailRpc(globals, status, "list jobs");
+        for (v1::Job& job : *page.mutable_jobs()) {
+          if (*limit > 0 && response.jobs_size() >= *limit) break;
+          *response.add_jobs() = std::move(job);
+        }
+        request.set_page_token(page.next_page_token());
+      } while (!request.page_token().empty() && (*limit == 0 || response.jobs_size() < *limit));
       if (globals.json()) {
         std::printf("%s\n", ToJson(response, true).c_str());
         return kExitOk;

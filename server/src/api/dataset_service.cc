@@ -16,8 +16,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
-#include "auth/authorizer.h"
+#include "api/edge.h"
 #include "auth/ownership.h"
+#include "common/byte_size.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "data/dataset.h"
@@ -192,9 +193,11 @@ void ToDatasetProto(const jobs::DatasetRecord& record, v1::Dataset* dataset) {
   }
 }
 
-DatasetServiceImpl::DatasetServiceImpl(jobs::JobStore* store, metrics::ServerMetrics* metrics,
-                                       DatasetServiceOptions options)
-    : store_(store), metrics_(metrics), options_(std::move(options)) {}
+DatasetServiceImpl::DatasetServiceImpl(jobs::JobStore* store, DatasetServiceOptions options)
+    : store_(store),
+      options_(std::move(options)),
+      uploads_({options_.max_concurrent_uploads, options_.max_concurrent_uploads,
+                "--max_concurrent_uploads", "--max_concurrent_uploads", "uploads"}) {}
 
 std::string DatasetServiceImpl::datasets_dir() const {
   return (fs::path(options_.data_dir) / "datasets").string();
@@ -218,13 +221,6 @@ void DatasetServiceImpl::RemoveLeftovers() {
   }
 }
 
-grpc::Status DatasetServiceImpl::Record(const char* method, const absl::Status& status,
-                                        absl::Time start) {
-  metrics_->RecordRequest(method, "", absl::StatusCodeToString(status.code()),
-                          absl::ToDoubleSeconds(absl::Now() - start));
-  return ToGrpcStatus(status);
-}
-
 absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
     grpc::ServerContext* context, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
     const std::string& owner) {
@@ -240,6 +236,12 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
   // Fail before receiving a large file whose name is taken (the commit checks again).
   if (store_->GetDataset(metadata.name()).ok()) {
     return absl::AlreadyExistsError(absl::StrCat("dataset '", metadata.name(), "' already exists"));
+  }
+  // The quota counts what is on disk when the upload starts; uploads running at the same time
+  // can pass it by at most --max_concurrent_uploads x --max_dataset_bytes.
+  int64_t data_dir_bytes = 0;
+  if (options_.max_data_dir_bytes > 0) {
+    BERTD_ASSIGN_OR_RETURN(data_dir_bytes, DirectoryBytes(options_.data_dir));
   }
 
   std::error_code ec;
@@ -264,6 +266,12 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
           "dataset is larger than the server's limit of ", options_.max_dataset_bytes,
           " bytes (--max_dataset_bytes)"));
     }
+    if (options_.max_data_dir_bytes > 0 && data_dir_bytes + size > options_.max_data_dir_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the data directory holds ", FormatBytes(data_dir_bytes), " and this upload would pass its quota of ",
+          FormatBytes(options_.max_data_dir_bytes), " (--max_data_dir_bytes); delete datasets or "
+          "ask an admin to raise it"));
+    }
     if (std::fwrite(chunk.data(), 1, chunk.size(), file.get()) != chunk.size()) {
       return ErrnoStatus("cannot write", temp.string(), errno);
     }
@@ -275,11 +283,13 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
   }
   file.reset();
 
-  // Parse everything now: a job must never find out hours later that row 90000 is broken.
-  BERTD_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(temp.string()));
-  absl::StatusOr<data::ParsedDataset> parsed = data::ParseDatasetBytes(bytes, spec);
-  bytes.clear();
-  bytes.shrink_to_fit();
+  // Parse everything now: a job must never find out hours later that row 90000 is broken. The
+  // file is mapped, not read: the parsed rows are its only copy on the heap.
+  absl::StatusOr<data::ParsedDataset> parsed;
+  {
+    BERTD_ASSIGN_OR_RETURN(MappedFile mapped, MappedFile::Open(temp.string()));
+    parsed = data::ParseDatasetBytes(mapped.bytes(), spec);
+  }
   if (!parsed.ok()) {
     return absl::Status(parsed.status().code(),
                         absl::StrCat("dataset '", metadata.name(), "': ", parsed.status().message()));
@@ -318,49 +328,43 @@ absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::Upload(
 grpc::Status DatasetServiceImpl::UploadDataset(grpc::ServerContext* context,
                                                grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                                v1::Dataset* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller =
-      auth::Authenticate(*context, "/bertd.v1.DatasetService/UploadDataset");
-  if (!caller.ok()) return Record("UploadDataset", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<StreamLimiter::Lease> slot = uploads_.Acquire(caller->name);
+  if (!slot.ok()) return ToGrpcStatus(slot.status());
   absl::StatusOr<jobs::DatasetRecord> record = Upload(context, reader, caller->name);
   if (record.ok()) ToDatasetProto(*record, response);
-  return Record("UploadDataset", record.status(), start);
+  return ToGrpcStatus(record.status());
 }
 
 grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
                                               const v1::ListDatasetsRequest*,
                                               v1::ListDatasetsResponse* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller =
-      auth::Authenticate(*context, "/bertd.v1.DatasetService/ListDatasets");
-  if (!caller.ok()) return Record("ListDatasets", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<std::vector<jobs::DatasetRecord>> records =
       store_->ListDatasets(auth::VisibleOwner(*caller));
   if (records.ok()) {
     for (const jobs::DatasetRecord& record : *records) ToDatasetProto(record, response->add_datasets());
   }
-  return Record("ListDatasets", records.status(), start);
+  return ToGrpcStatus(records.status());
 }
 
 grpc::Status DatasetServiceImpl::GetDataset(grpc::ServerContext* context,
                                             const v1::GetDatasetRequest* request,
                                             v1::Dataset* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller =
-      auth::Authenticate(*context, "/bertd.v1.DatasetService/GetDataset");
-  if (!caller.ok()) return Record("GetDataset", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<jobs::DatasetRecord> record = OwnDataset(request->dataset(), *caller);
   if (record.ok()) ToDatasetProto(*record, response);
-  return Record("GetDataset", record.status(), start);
+  return ToGrpcStatus(record.status());
 }
 
 grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
                                                const v1::DeleteDatasetRequest* request,
                                                v1::DeleteDatasetResponse* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller =
-      auth::Authenticate(*context, "/bertd.v1.DatasetService/DeleteDataset");
-  if (!caller.ok()) return Record("DeleteDataset", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<jobs::DatasetRecord> record = OwnDataset(request->dataset(), *caller);
   if (record.ok()) record = store_->DeleteDataset(record->id);
   if (record.ok()) {
@@ -369,7 +373,7 @@ grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
     fs::remove_all(fs::path(datasets_dir()) / record->id, ec);
     ToDatasetProto(*record, response->mutable_dataset());
   }
-  return Record("DeleteDataset", record.status(), start);
+  return ToGrpcStatus(record.status());
 }
 
 absl::StatusOr<jobs::DatasetRecord> DatasetServiceImpl::OwnDataset(const std::string& id_or_name,
@@ -435,11 +439,9 @@ absl::Status DatasetServiceImpl::TrainVocab(const v1::TrainVocabularyRequest& re
 grpc::Status DatasetServiceImpl::TrainVocabulary(grpc::ServerContext* context,
                                                  const v1::TrainVocabularyRequest* request,
                                                  v1::TrainVocabularyResponse* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller =
-      auth::Authenticate(*context, "/bertd.v1.DatasetService/TrainVocabulary");
-  if (!caller.ok()) return Record("TrainVocabulary", caller.status(), start);
-  return Record("TrainVocabulary", TrainVocab(*request, *caller, response), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  return ToGrpcStatus(TrainVocab(*request, *caller, response));
 }
 
 }  // namespace bertd::api

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "api/stream_limiter.h"
 #include "auth/authorizer.h"
 #include "bertd/v1/datasets.grpc.pb.h"
 #include "jobs/job_store.h"
@@ -14,14 +15,18 @@ namespace bertd::api {
 struct DatasetServiceOptions {
   std::string data_dir;  // files go to <data_dir>/datasets/<id>/data.<format>
   int64_t max_dataset_bytes = int64_t{1} << 30;
+  // Uploads in progress at once (each holds a server thread and a temporary file).
+  int max_concurrent_uploads = 4;
+  // A quota on everything under data_dir (datasets, checkpoints, models): an upload that would
+  // pass it is refused (RESOURCE_EXHAUSTED). 0: none.
+  int64_t max_data_dir_bytes = 0;
 };
 
 // bertd.v1.DatasetService. Synchronous handlers: an upload streams to disk and then parses the
 // whole file, seconds of work that must not sit on the callback threads serving inference.
 class DatasetServiceImpl final : public bertd::v1::DatasetService::Service {
  public:
-  DatasetServiceImpl(jobs::JobStore* store, metrics::ServerMetrics* metrics,
-                     DatasetServiceOptions options);
+  DatasetServiceImpl(jobs::JobStore* store, DatasetServiceOptions options);
 
   // Removes what a crash mid-upload can leave: temporary files, and dataset directories whose
   // record was never committed. Call once at startup, before serving.
@@ -51,12 +56,11 @@ class DatasetServiceImpl final : public bertd::v1::DatasetService::Service {
                                                  const auth::Caller& caller);
   absl::Status TrainVocab(const v1::TrainVocabularyRequest& request, const auth::Caller& caller,
                           v1::TrainVocabularyResponse* response);
-  grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
   std::string datasets_dir() const;
 
   jobs::JobStore* const store_;
-  metrics::ServerMetrics* const metrics_;
   const DatasetServiceOptions options_;
+  StreamLimiter uploads_;
 };
 
 // Fills a Dataset from its stored record.

@@ -7,7 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
-#include "auth/authorizer.h"
+#include "api/edge.h"
 #include "inference/bert_servable.h"
 
 namespace bertd::api {
@@ -16,18 +16,18 @@ namespace {
 using inference::BertServable;
 using registry::Task;
 
-// One RPC in flight: finishes the reactor once and records its metrics.
+// One RPC in flight: finishes the reactor once. The edge (api/edge.h) records its metrics, with the
+// model version the call resolved as their label.
 class Call : public std::enable_shared_from_this<Call> {
  public:
-  Call(grpc::CallbackServerContext* context, metrics::ServerMetrics* metrics, const char* method)
-      : reactor_(context->DefaultReactor()),
-        context_(context),
-        metrics_(metrics),
-        method_(method),
-        start_(absl::Now()) {}
+  explicit Call(grpc::CallbackServerContext* context)
+      : reactor_(context->DefaultReactor()), context_(context) {
+    // Unresolved model names are not used as label values: clients could create unbounded series.
+    SetModelLabel(*context, "unknown");
+  }
 
   grpc::ServerUnaryReactor* reactor() const { return reactor_; }
-  void set_model(std::string label) { model_ = std::move(label); }
+  void set_model(const std::string& label) { SetModelLabel(*context_, label); }
 
   // Sequences of a request may still be queued after the request failed (e.g. its last part was
   // refused by a full queue); they then count as cancelled, and never touch the finished RPC.
@@ -47,19 +47,12 @@ class Call : public std::enable_shared_from_this<Call> {
       if (finished_) return;
       finished_ = true;
     }
-    metrics_->RecordRequest(method_, model_, absl::StatusCodeToString(status.code()),
-                            absl::ToDoubleSeconds(absl::Now() - start_));
     reactor_->Finish(ToGrpcStatus(status));
   }
 
  private:
   grpc::ServerUnaryReactor* reactor_;
   grpc::CallbackServerContext* context_;
-  metrics::ServerMetrics* metrics_;
-  const char* method_;
-  // Unresolved model names are not used as label values: clients could create unbounded series.
-  std::string model_ = "unknown";
-  absl::Time start_;
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -143,9 +136,8 @@ InferenceServiceImpl::InferenceServiceImpl(registry::ModelRegistry* registry,
 grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerContext* context,
                                                          const v1::ClassifyRequest* request,
                                                          v1::ClassifyResponse* response) {
-  auto call = std::make_shared<Call>(context, metrics_, "Classify");
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/Classify");
-  if (!denied.ok()) {
+  auto call = std::make_shared<Call>(context);
+  if (absl::Status denied = CallerOf(*context).status(); !denied.ok()) {
     call->Finish(denied);
     return call->reactor();
   }
@@ -182,9 +174,8 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* InferenceServiceImpl::PredictNextSentence(
     grpc::CallbackServerContext* context, const v1::NextSentenceRequest* request,
     v1::NextSentenceResponse* response) {
-  auto call = std::make_shared<Call>(context, metrics_, "PredictNextSentence");
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/PredictNextSentence");
-  if (!denied.ok()) {
+  auto call = std::make_shared<Call>(context);
+  if (absl::Status denied = CallerOf(*context).status(); !denied.ok()) {
     call->Finish(denied);
     return call->reactor();
   }
@@ -226,9 +217,8 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::PredictNextSentence(
 grpc::ServerUnaryReactor* InferenceServiceImpl::ExtractSpan(grpc::CallbackServerContext* context,
                                                             const v1::ExtractSpanRequest* request,
                                                             v1::ExtractSpanResponse* response) {
-  auto call = std::make_shared<Call>(context, metrics_, "ExtractSpan");
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/ExtractSpan");
-  if (!denied.ok()) {
+  auto call = std::make_shared<Call>(context);
+  if (absl::Status denied = CallerOf(*context).status(); !denied.ok()) {
     call->Finish(denied);
     return call->reactor();
   }
@@ -272,9 +262,8 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ExtractSpan(grpc::CallbackServer
 grpc::ServerUnaryReactor* InferenceServiceImpl::FillMask(grpc::CallbackServerContext* context,
                                                          const v1::FillMaskRequest* request,
                                                          v1::FillMaskResponse* response) {
-  auto call = std::make_shared<Call>(context, metrics_, "FillMask");
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/FillMask");
-  if (!denied.ok()) {
+  auto call = std::make_shared<Call>(context);
+  if (absl::Status denied = CallerOf(*context).status(); !denied.ok()) {
     call->Finish(denied);
     return call->reactor();
   }
@@ -313,9 +302,8 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::FillMask(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerContext* context,
                                                          const v1::TokenizeRequest* request,
                                                          v1::TokenizeResponse* response) {
-  auto call = std::make_shared<Call>(context, metrics_, "Tokenize");
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.InferenceService/Tokenize");
-  if (!denied.ok()) {
+  auto call = std::make_shared<Call>(context);
+  if (absl::Status denied = CallerOf(*context).status(); !denied.ok()) {
     call->Finish(denied);
     return call->reactor();
   }

@@ -5,11 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "api/grpc_status.h"
-#include "auth/authorizer.h"
+#include "api/edge.h"
 #include "auth/ownership.h"
 #include "common/byte_size.h"
 #include "common/names.h"
@@ -248,6 +250,24 @@ void MetricsFromJson(const json& payload, google::protobuf::Map<std::string, dou
   }
 }
 
+// ListJobs page tokens: the last job of the page, versioned and base64url-encoded so that clients
+// treat them as opaque.
+constexpr absl::string_view kPageTokenPrefix = "jobs.v1:";
+
+std::string EncodePageToken(const std::string& last_job_id) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, last_job_id));
+}
+
+absl::StatusOr<std::string> DecodePageToken(const std::string& token) {
+  std::string decoded;
+  constexpr size_t kMaxTokenBytes = 256;
+  if (token.size() > kMaxTokenBytes || !absl::WebSafeBase64Unescape(token, &decoded) ||
+      !absl::StartsWith(decoded, kPageTokenPrefix) || decoded.size() == kPageTokenPrefix.size()) {
+    return absl::InvalidArgumentError("page_token: not a token from ListJobs");
+  }
+  return decoded.substr(kPageTokenPrefix.size());
+}
+
 }  // namespace
 
 absl::Status ToJobEventProto(const jobs::JobEvent& event, v1::JobEvent* out) {
@@ -286,22 +306,13 @@ absl::Status ToJobEventProto(const jobs::JobEvent& event, v1::JobEvent* out) {
 }
 
 JobServiceImpl::JobServiceImpl(jobs::JobStore* store, jobs::JobScheduler* scheduler,
-                               registry::ModelRegistry* registry, metrics::ServerMetrics* metrics,
-                               JobServiceOptions options)
+                               registry::ModelRegistry* registry, JobServiceOptions options)
     : store_(store),
       scheduler_(scheduler),
       registry_(registry),
-      metrics_(metrics),
       options_(options),
       watches_({options.max_watch_streams, options.max_watch_streams_per_caller,
                 "--max_watch_streams", "--max_watch_streams_per_caller"}) {}
-
-grpc::Status JobServiceImpl::Record(const char* method, const absl::Status& status,
-                                    absl::Time start) {
-  metrics_->RecordRequest(method, "", absl::StatusCodeToString(status.code()),
-                          absl::ToDoubleSeconds(absl::Now() - start));
-  return ToGrpcStatus(status);
-}
 
 absl::Status JobServiceImpl::ToJobProto(const jobs::JobRecord& record, v1::Job* job) {
   job->set_id(record.id);
@@ -323,20 +334,17 @@ absl::Status JobServiceImpl::ToJobProto(const jobs::JobRecord& record, v1::Job* 
       training::TrainingJobSpec::FromJson(record.spec_json);
   if (spec.ok()) SpecToProto(*spec, job->mutable_spec());
 
-  BERTD_ASSIGN_OR_RETURN(std::vector<jobs::JobEvent> events, store_->Events(record.id));
-  // Latest of each kind: walk back from the end.
-  bool have_progress = false, have_eval = false;
-  for (auto it = events.rbegin(); it != events.rend() && !(have_progress && have_eval); ++it) {
-    if (it->type != "progress" && it->type != "eval") continue;
-    const json payload = json::parse(it->payload_json, nullptr, false);
-    if (!payload.is_object()) continue;
-    if (it->type == "progress" && !have_progress) {
-      ProgressFromJson(payload, job->mutable_progress());
-      have_progress = true;
-    } else if (it->type == "eval" && !have_eval) {
-      MetricsFromJson(payload, job->mutable_eval_metrics());
-      have_eval = true;
-    }
+  // The latest of each kind, by index: a job's thousands of progress events are never read here.
+  BERTD_ASSIGN_OR_RETURN(std::optional<jobs::JobEvent> progress,
+                         store_->LatestEvent(record.id, "progress"));
+  if (progress.has_value()) {
+    const json payload = json::parse(progress->payload_json, nullptr, false);
+    if (payload.is_object()) ProgressFromJson(payload, job->mutable_progress());
+  }
+  BERTD_ASSIGN_OR_RETURN(std::optional<jobs::JobEvent> eval, store_->LatestEvent(record.id, "eval"));
+  if (eval.has_value()) {
+    const json payload = json::parse(eval->payload_json, nullptr, false);
+    if (payload.is_object()) MetricsFromJson(payload, job->mutable_eval_metrics());
   }
   return absl::OkStatus();
 }
@@ -473,10 +481,12 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto,
 absl::Status JobServiceImpl::CheckMemory(const training::TrainingJobSpec& spec,
                                          const jobs::SlotDemand& demand,
                                          const std::string& base_dir) {
-  // Only CPU workers have a limit; a job that can only run on CUDA slots is not checked here.
+  // CPU workers share this machine's memory (and --training_memory_limit each); a job that can
+  // only run on CUDA slots is not checked here.
   const bool may_run_on_cpu = !demand.type.has_value() || *demand.type == jobs::DeviceType::kCpu;
-  if (options_.memory_limit_bytes <= 0 || demand.count == 0 || !may_run_on_cpu ||
-      jobs::CountSlots(options_.pool, jobs::DeviceType::kCpu) == 0) {
+  if (demand.count == 0 || !may_run_on_cpu ||
+      jobs::CountSlots(options_.pool, jobs::DeviceType::kCpu) == 0 ||
+      (options_.memory_limit_bytes <= 0 && options_.machine_memory_bytes <= 0)) {
     return absl::OkStatus();
   }
   absl::StatusOr<model::BertConfig> config =
@@ -486,14 +496,11 @@ absl::Status JobServiceImpl::CheckMemory(const training::TrainingJobSpec& spec,
   if (!config.ok()) return absl::OkStatus();  // the job reports what is wrong with its model
   const training::MemoryEstimate estimate =
       training::EstimateTrainingMemory(*config, spec.task, spec.args, spec.pretraining);
-  if (estimate.total() <= options_.memory_limit_bytes) return absl::OkStatus();
   const int tokens = std::min(spec.args.max_seq_length, config->max_position_embeddings);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "hyperparameters.per_device_train_batch_size: the job needs an estimated ",
-      estimate.Describe(spec.args.per_device_train_batch_size, tokens), ", over the ",
-      FormatBytes(options_.memory_limit_bytes),
-      " a CPU training worker may use (--training_memory_limit); lower the batch size or "
-      "max_seq_length"));
+  const int local_ranks = spec.distributed.launcher == "local" ? spec.distributed.world_size : 1;
+  return training::CheckMemoryFits(estimate, spec.args.per_device_train_batch_size, tokens,
+                                   {options_.memory_limit_bytes, options_.machine_memory_bytes,
+                                    local_ranks});
 }
 
 std::string JobServiceImpl::WatcherKey(const grpc::ServerContext& context,
@@ -516,72 +523,94 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::OwnJob(const std::string& job_id
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::Job* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/SubmitJob");
-  if (!caller.ok()) return Record("SubmitJob", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<jobs::JobRecord> job = Submit(request->spec(), *caller);
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
-  return Record("SubmitJob", status, start);
+  return ToGrpcStatus(status);
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
                                     const v1::GetJobRequest* request,
                                     v1::Job* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/GetJob");
-  if (!caller.ok()) return Record("GetJob", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<jobs::JobRecord> job = OwnJob(request->job_id(), *caller);
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
-  return Record("GetJob", status, start);
+  return ToGrpcStatus(status);
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/ListJobs");
-  if (!caller.ok()) return Record("ListJobs", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   std::optional<jobs::JobState> state;
   for (const auto& [proto, value] : kStates) {
     if (proto == request->state()) state = value;
   }
-  absl::StatusOr<std::vector<jobs::JobRecord>> jobs =
-      store_->List(state, request->limit(), auth::VisibleOwner(*caller));
-  absl::Status status = jobs.status();
-  if (jobs.ok()) {
-    for (const jobs::JobRecord& job : *jobs) {
-      status.Update(ToJobProto(job, response->add_jobs()));
-    }
+  return ToGrpcStatus(ListPage(*request, state, *caller, response));
+}
+
+absl::Status JobServiceImpl::ListPage(const v1::ListJobsRequest& request,
+                                      std::optional<jobs::JobState> state,
+                                      const auth::Caller& caller, v1::ListJobsResponse* response) {
+  if (request.page_size() < 0 || request.limit() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(request.page_size() < 0 ? "page_size" : "limit", " must not be negative"));
   }
-  return Record("ListJobs", status, start);
+  int page_size = request.page_size() > 0 ? request.page_size() : request.limit();
+  if (page_size == 0) page_size = options_.default_page_size;
+  page_size = std::min(page_size, options_.max_page_size);
+  std::string after_id;
+  if (!request.page_token().empty()) {
+    absl::StatusOr<std::string> decoded = DecodePageToken(request.page_token());
+    if (!decoded.ok()) return decoded.status();
+    after_id = *std::move(decoded);
+  }
+  // One more than the page: whether another page follows, without counting.
+  absl::StatusOr<std::vector<jobs::JobRecord>> jobs =
+      store_->List(state, page_size + 1, auth::VisibleOwner(caller), after_id);
+  if (absl::IsNotFound(jobs.status())) {
+    return absl::InvalidArgumentError("page_token: names no job of this server");
+  }
+  if (!jobs.ok()) return jobs.status();
+  const bool more = static_cast<int>(jobs->size()) > page_size;
+  if (more) jobs->resize(page_size);
+  for (const jobs::JobRecord& job : *jobs) {
+    BERTD_RETURN_IF_ERROR(ToJobProto(job, response->add_jobs()));
+  }
+  // The old `limit` alone asked for at most that many jobs: no further page.
+  if (more && (request.page_size() > 0 || request.limit() == 0)) {
+    response->set_next_page_token(EncodePageToken(jobs->back().id));
+  }
+  return absl::OkStatus();
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request,
                                        v1::Job* response) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/CancelJob");
-  if (!caller.ok()) return Record("CancelJob", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<jobs::JobRecord> job = OwnJob(request->job_id(), *caller);
   if (job.ok()) job = scheduler_->Cancel(request->job_id());
   absl::Status status = job.status();
   if (job.ok()) status = ToJobProto(*job, response);
-  return Record("CancelJob", status, start);
+  return ToGrpcStatus(status);
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<auth::Caller> caller = auth::Authenticate(*context, "/bertd.v1.JobService/WatchJob");
-  if (!caller.ok()) return Record("WatchJob", caller.status(), start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   if (absl::Status own = OwnJob(request->job_id(), *caller).status(); !own.ok()) {
-    return Record("WatchJob", own, start);
+    return ToGrpcStatus(own);
   }
   // Each watch holds a server thread while it is open: bounded in total and per caller.
   absl::StatusOr<StreamLimiter::Lease> lease = watches_.Acquire(WatcherKey(*context, *caller));
-  if (!lease.ok()) return Record("WatchJob", lease.status(), start);
+  if (!lease.ok()) return ToGrpcStatus(lease.status());
   jobs::EventCursor cursor(store_, request->job_id(), request->after_seq());
   jobs::JobEvent event;
   absl::Status status;
@@ -612,7 +641,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
     }
   }
   cursor.Cancel();
-  return Record("WatchJob", status, start);
+  return ToGrpcStatus(status);
 }
 
 }  // namespace bertd::api

@@ -2,6 +2,7 @@
 #define BERTD_API_JOB_SERVICE_H_
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 #include "api/stream_limiter.h"
@@ -23,9 +24,14 @@ struct JobServiceOptions {
   std::vector<jobs::Slot> pool;
   // --training_memory_limit: a job whose estimated need exceeds it is refused (0: no check).
   int64_t memory_limit_bytes = 0;
+  // This machine's physical memory, which a job's local workers share (0: unknown, no check).
+  int64_t machine_memory_bytes = 0;
   // Open WatchJob streams, in total and per caller (token name; client address without tokens).
   int max_watch_streams = 256;
   int max_watch_streams_per_caller = 32;
+  // ListJobs: jobs per page when the request names none, and the most it may ask for.
+  int default_page_size = 100;
+  int max_page_size = 1000;
 };
 
 // bertd.v1.JobService. Synchronous handlers: job RPCs are rare and short, except WatchJob, whose
@@ -34,8 +40,7 @@ struct JobServiceOptions {
 class JobServiceImpl final : public bertd::v1::JobService::Service {
  public:
   JobServiceImpl(jobs::JobStore* store, jobs::JobScheduler* scheduler,
-                 registry::ModelRegistry* registry, metrics::ServerMetrics* metrics,
-                 JobServiceOptions options);
+                 registry::ModelRegistry* registry, JobServiceOptions options);
 
   // Ends every WatchJob stream (UNAVAILABLE) so that server shutdown need not wait out its grace
   // period for watchers of long jobs. Call before grpc::Server::Shutdown.
@@ -72,14 +77,15 @@ class JobServiceImpl final : public bertd::v1::JobService::Service {
   static std::string WatcherKey(const grpc::ServerContext& context, const auth::Caller& caller);
   // The job, if the caller may see it (PERMISSION_DENIED otherwise).
   absl::StatusOr<jobs::JobRecord> OwnJob(const std::string& job_id, const auth::Caller& caller);
+  // One page of ListJobs: page_size (or the old limit) bounded by the options, page_token decoded.
+  absl::Status ListPage(const v1::ListJobsRequest& request, std::optional<jobs::JobState> state,
+                        const auth::Caller& caller, v1::ListJobsResponse* response);
   // The record plus what its events say (latest progress and evaluation).
   absl::Status ToJobProto(const jobs::JobRecord& record, v1::Job* job);
-  grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
 
   jobs::JobStore* const store_;
   jobs::JobScheduler* const scheduler_;
   registry::ModelRegistry* const registry_;
-  metrics::ServerMetrics* const metrics_;
   const JobServiceOptions options_;
   std::atomic<bool> shutting_down_{false};
   StreamLimiter watches_;

@@ -1,8 +1,7 @@
 #include "api/model_service.h"
 
-#include "absl/time/clock.h"
 #include "api/grpc_status.h"
-#include "auth/authorizer.h"
+#include "api/edge.h"
 
 namespace bertd::api {
 namespace {
@@ -61,61 +60,49 @@ void ToModelInfo(const registry::ModelStatus& status, v1::ModelInfo* info) {
   info->set_vocab_size(d.vocab_size);
 }
 
-ModelServiceImpl::ModelServiceImpl(registry::ModelRegistry* registry, metrics::ServerMetrics* metrics)
-    : registry_(registry), metrics_(metrics) {}
-
-grpc::Status ModelServiceImpl::Record(const char* method, const absl::Status& status,
-                                      absl::Time start) {
-  metrics_->RecordRequest(method, "", absl::StatusCodeToString(status.code()),
-                          absl::ToDoubleSeconds(absl::Now() - start));
-  return ToGrpcStatus(status);
-}
+ModelServiceImpl::ModelServiceImpl(registry::ModelRegistry* registry) : registry_(registry) {}
 
 grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
                                           const v1::ListModelsRequest*,
                                           v1::ListModelsResponse* response) {
-  const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/ListModels");
-  if (!denied.ok()) return Record("ListModels", denied, start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   for (const registry::ModelStatus& status : registry_->List()) {
     ToModelInfo(status, response->add_models());
   }
-  return Record("ListModels", absl::OkStatus(), start);
+  return ToGrpcStatus(absl::OkStatus());
 }
 
 grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext* context,
                                         const v1::GetModelRequest* request,
                                         v1::ModelInfo* response) {
-  const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/GetModel");
-  if (!denied.ok()) return Record("GetModel", denied, start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<registry::ModelStatus> status = registry_->Get(request->model());
   if (status.ok()) ToModelInfo(*status, response);
-  return Record("GetModel", status.status(), start);
+  return ToGrpcStatus(status.status());
 }
 
 grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext* context,
                                          const v1::LoadModelRequest* request,
                                          v1::ModelInfo* response) {
-  const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/LoadModel");
-  if (!denied.ok()) return Record("LoadModel", denied, start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<registry::ModelStatus> status = registry_->Load(request->name(), request->version());
   if (status.ok()) ToModelInfo(*status, response);
-  return Record("LoadModel", status.status(), start);
+  return ToGrpcStatus(status.status());
 }
 
 grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext* context,
                                            const v1::UnloadModelRequest* request,
                                            v1::UnloadModelResponse* response) {
-  const absl::Time start = absl::Now();
-  absl::Status denied = auth::CheckCall(*context, "/bertd.v1.ModelService/UnloadModel");
-  if (!denied.ok()) return Record("UnloadModel", denied, start);
+  absl::StatusOr<auth::Caller> caller = CallerOf(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<std::vector<registry::ModelKey>> unloaded = registry_->Unload(request->model());
   if (unloaded.ok()) {
     for (const registry::ModelKey& key : *unloaded) response->add_unloaded(key.ToString());
   }
-  return Record("UnloadModel", unloaded.status(), start);
+  return ToGrpcStatus(unloaded.status());
 }
 
 }  // namespace bertd::api

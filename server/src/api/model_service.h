@@ -2,7 +2,6 @@
 #define BERTD_API_MODEL_SERVICE_H_
 
 #include "bertd/v1/models.grpc.pb.h"
-#include "metrics/server_metrics.h"
 #include "registry/model_registry.h"
 
 namespace bertd::api {
@@ -11,7 +10,7 @@ namespace bertd::api {
 // sync thread pool absorbs without stalling the callback threads that serve inference.
 class ModelServiceImpl final : public bertd::v1::ModelService::Service {
  public:
-  ModelServiceImpl(registry::ModelRegistry* registry, metrics::ServerMetrics* metrics);
+  explicit ModelServiceImpl(registry::ModelRegistry* registry);
 
   grpc::Status ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
                           v1::ListModelsResponse* response) override;
@@ -23,10 +22,8 @@ class ModelServiceImpl final : public bertd::v1::ModelService::Service {
                            v1::UnloadModelResponse* response) override;
 
  private:
-  grpc::Status Record(const char* method, const absl::Status& status, absl::Time start);
 
   registry::ModelRegistry* const registry_;
-  metrics::ServerMetrics* const metrics_;
 };
 
 // Fills a ModelInfo from the registry's view of a model version.

@@ -8,13 +8,13 @@ absl::StatusOr<StreamLimiter::Lease> StreamLimiter::Acquire(const std::string& c
   absl::MutexLock lock(&mu_);
   if (open_ >= limits_.max_total) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        open_, " streams are open, the most this server keeps (", limits_.total_flag, "=",
+        open_, " ", limits_.what, " are open, the most this server keeps (", limits_.total_flag, "=",
         limits_.max_total, "); close one or retry later"));
   }
   int& mine = by_caller_[caller];
   if (mine >= limits_.max_per_caller) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "this caller has ", mine, " streams open, the most one caller may (",
+        "this caller has ", mine, " ", limits_.what, " open, the most one caller may (",
         limits_.per_caller_flag, "=", limits_.max_per_caller, "); close one first"));
   }
   ++mine;

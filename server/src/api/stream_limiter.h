@@ -10,8 +10,8 @@
 
 namespace bertd::api {
 
-// Long-lived streams (WatchJob) each hold a server thread for as long as the client keeps them
-// open: this counts them, in total and per caller, against two caps. Thread-safe.
+// Long-lived streams (WatchJob, UploadDataset) each hold a server thread for as long as the client
+// keeps them open: this counts them, in total and per caller, against two caps. Thread-safe.
 class StreamLimiter {
  public:
   struct Limits {
@@ -19,6 +19,7 @@ class StreamLimiter {
     int max_per_caller = 32;
     std::string total_flag;       // named in refusals, e.g. "--max_watch_streams"
     std::string per_caller_flag;  // e.g. "--max_watch_streams_per_caller"
+    std::string what = "streams";  // what is counted, in refusals ("uploads")
   };
 
   // An open stream; closing it (destruction) gives its place back.

@@ -1,6 +1,6 @@
 #include "auth/authorizer.h"
 
-#include <atomic>
+#include <iterator>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,16 +12,15 @@ namespace {
 // Longer "tokens" are not hashed: they are not ours, and the bound keeps the work per call small.
 constexpr size_t kMaxTokenBytes = 4096;
 
-std::atomic<const Authorizer*> g_authorizer{nullptr};
-
 absl::string_view View(grpc::string_ref ref) { return absl::string_view(ref.data(), ref.size()); }
 
 }  // namespace
 
 absl::StatusOr<Caller> Authorizer::Identify(absl::string_view full_method,
                                             const ClientMetadata& metadata) const {
-  const MethodAccess access = RequiredAccess(full_method);
+  const MethodAccess access = access_.Find(full_method);
   if (access.open) return Caller{"", Role::kReader};
+  if (!tokens_.has_value()) return Caller{"", Role::kAdmin};
 
   // gRPC lower-cases metadata keys on the wire.
   auto [begin, end] = metadata.equal_range("authorization");
@@ -42,7 +41,7 @@ absl::StatusOr<Caller> Authorizer::Identify(absl::string_view full_method,
   if (token.empty()) return absl::UnauthenticatedError("the bearer token is empty");
   if (token.size() > kMaxTokenBytes) return absl::UnauthenticatedError("invalid bearer token");
 
-  const TokenEntry* entry = tokens_.Find(token);
+  const TokenEntry* entry = tokens_->Find(token);
   if (entry == nullptr) return absl::UnauthenticatedError("invalid bearer token");
   if (entry->role < access.role) {
     return absl::PermissionDeniedError(absl::StrCat("token '", entry->name, "' has role ",
@@ -50,22 +49,6 @@ absl::StatusOr<Caller> Authorizer::Identify(absl::string_view full_method,
                                                     " needs ", RoleName(access.role)));
   }
   return Caller{entry->name, entry->role};
-}
-
-void InstallAuthorizer(std::unique_ptr<const Authorizer> authorizer) {
-  // Never freed: handlers may still run on other threads while the process exits.
-  g_authorizer.store(authorizer.release());
-}
-
-absl::Status CheckCall(const grpc::ServerContextBase& context, absl::string_view full_method) {
-  return Authenticate(context, full_method).status();
-}
-
-absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& context,
-                                    absl::string_view full_method) {
-  const Authorizer* authorizer = g_authorizer.load();
-  if (authorizer == nullptr) return Caller{"", Role::kAdmin};
-  return authorizer->Identify(full_method, context.client_metadata());
 }
 
 }  // namespace bertd::auth

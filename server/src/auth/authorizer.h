@@ -1,12 +1,12 @@
 #ifndef BERTD_AUTH_AUTHORIZER_H_
 #define BERTD_AUTH_AUTHORIZER_H_
 
-#include <grpcpp/server_context.h>
 #include <grpcpp/support/string_ref.h>
 
 #include <map>
-#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,10 +26,11 @@ struct Caller {
 };
 
 // Decides whether a call may run from its "authorization: Bearer <token>" metadata and the rule of
-// its method (auth/roles.h).
+// its method. Without a token table (no --auth_tokens_file) every call runs, as an admin named "".
 class Authorizer {
  public:
-  explicit Authorizer(TokenTable tokens) : tokens_(std::move(tokens)) {}
+  Authorizer(std::optional<TokenTable> tokens, AccessTable access)
+      : tokens_(std::move(tokens)), access_(std::move(access)) {}
 
   // OK, or UNAUTHENTICATED (no, malformed or unknown token) or PERMISSION_DENIED (a known token
   // whose role is too low). Messages never contain the token.
@@ -40,20 +41,12 @@ class Authorizer {
   absl::StatusOr<Caller> Identify(absl::string_view full_method,
                                   const ClientMetadata& metadata) const;
 
+  const AccessTable& access() const { return access_; }
+
  private:
-  TokenTable tokens_;
+  std::optional<TokenTable> tokens_;
+  AccessTable access_;
 };
-
-// The process's authorizer; none (the default) lets every call through, as without
-// --auth_tokens_file. Installed once at startup, before the server accepts calls.
-void InstallAuthorizer(std::unique_ptr<const Authorizer> authorizer);
-
-// What every bertd RPC handler calls first: checks `context`'s metadata against the installed
-// authorizer for `full_method`.
-absl::Status CheckCall(const grpc::ServerContextBase& context, absl::string_view full_method);
-// CheckCall for handlers that act on what callers own (auth/ownership.h): also says who it is.
-absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& context,
-                                    absl::string_view full_method);
 
 }  // namespace bertd::auth
 

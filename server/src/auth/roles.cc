@@ -8,30 +8,6 @@
 namespace bertd::auth {
 namespace {
 
-// reader: inference and reading state; trainer: + datasets and jobs; admin: + loading models.
-constexpr std::pair<const char*, Role> kRules[] = {
-    {"/bertd.v1.InferenceService/Classify", Role::kReader},
-    {"/bertd.v1.InferenceService/PredictNextSentence", Role::kReader},
-    {"/bertd.v1.InferenceService/ExtractSpan", Role::kReader},
-    {"/bertd.v1.InferenceService/FillMask", Role::kReader},
-    {"/bertd.v1.InferenceService/Tokenize", Role::kReader},
-    {"/bertd.v1.ModelService/ListModels", Role::kReader},
-    {"/bertd.v1.ModelService/GetModel", Role::kReader},
-    {"/bertd.v1.ModelService/LoadModel", Role::kAdmin},
-    {"/bertd.v1.ModelService/UnloadModel", Role::kAdmin},
-    {"/bertd.v1.ServerService/GetServerInfo", Role::kReader},
-    {"/bertd.v1.DatasetService/ListDatasets", Role::kReader},
-    {"/bertd.v1.DatasetService/GetDataset", Role::kReader},
-    {"/bertd.v1.DatasetService/UploadDataset", Role::kTrainer},
-    {"/bertd.v1.DatasetService/DeleteDataset", Role::kTrainer},
-    {"/bertd.v1.DatasetService/TrainVocabulary", Role::kTrainer},
-    {"/bertd.v1.JobService/ListJobs", Role::kReader},
-    {"/bertd.v1.JobService/GetJob", Role::kReader},
-    {"/bertd.v1.JobService/WatchJob", Role::kReader},
-    {"/bertd.v1.JobService/SubmitJob", Role::kTrainer},
-    {"/bertd.v1.JobService/CancelJob", Role::kTrainer},
-};
-
 // Services open to everyone: probes must work without secrets, and reflection only describes the
 // API, which is public anyway.
 constexpr const char* kOpenServices[] = {
@@ -62,19 +38,21 @@ absl::StatusOr<Role> ParseRole(absl::string_view name) {
       absl::StrCat("unknown role '", name, "'; expected reader, trainer or admin"));
 }
 
-MethodAccess RequiredAccess(absl::string_view full_method) {
+AccessTable::AccessTable(std::vector<std::pair<std::string, Role>> rules) {
+  for (auto& [method, role] : rules) rules_[std::move(method)] = role;
+}
+
+MethodAccess AccessTable::Find(absl::string_view full_method) const {
   for (const char* prefix : kOpenServices) {
     if (absl::StartsWith(full_method, prefix)) return {true, Role::kReader};
   }
-  for (const auto& [method, role] : kRules) {
-    if (full_method == method) return {false, role};
-  }
+  if (auto it = rules_.find(full_method); it != rules_.end()) return {false, it->second};
   return {false, Role::kAdmin};
 }
 
-std::vector<std::string> MethodsWithRules() {
+std::vector<std::string> AccessTable::methods() const {
   std::vector<std::string> methods;
-  for (const auto& rule : kRules) methods.emplace_back(rule.first);
+  for (const auto& rule : rules_) methods.push_back(rule.first);
   return methods;
 }
 

@@ -1,7 +1,10 @@
 #ifndef BERTD_AUTH_ROLES_H_
 #define BERTD_AUTH_ROLES_H_
 
+#include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,12 +25,22 @@ struct MethodAccess {
   Role role = Role::kAdmin;
 };
 
-// The access rule of a full method name ("/bertd.v1.ModelService/LoadModel"). A method missing from
-// the table needs admin, so an RPC added without a rule is closed rather than open.
-MethodAccess RequiredAccess(absl::string_view full_method);
+// The role each RPC needs, by full method name ("/bertd.v1.ModelService/LoadModel"). The rules are
+// declared in the .proto files (option bertd.v1.required_role) and read from them by api/; this
+// module knows nothing of protobuf. A method without a rule needs admin, so an RPC added without a
+// declared role is closed rather than open. gRPC's health and reflection services are open.
+class AccessTable {
+ public:
+  AccessTable() = default;
+  explicit AccessTable(std::vector<std::pair<std::string, Role>> rules);
 
-// Every method the table names (for tests that compare it with the services' descriptors).
-std::vector<std::string> MethodsWithRules();
+  MethodAccess Find(absl::string_view full_method) const;
+  // Every method with a rule, sorted.
+  std::vector<std::string> methods() const;
+
+ private:
+  std::map<std::string, Role, std::less<>> rules_;
+};
 
 }  // namespace bertd::auth
 

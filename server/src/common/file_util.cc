@@ -1,6 +1,7 @@
 #include "common/file_util.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,6 +86,67 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     return error;
   }
   return SyncDirectory(dir.string());
+}
+
+absl::StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return ErrnoStatus("cannot stat", path, error);
+  }
+  if (st.st_size == 0) {
+    ::close(fd);
+    return MappedFile(nullptr, 0);
+  }
+  void* data = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  const int error = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (data == MAP_FAILED) return ErrnoStatus("cannot map", path, error);
+  // Parsers read front to back.
+  ::madvise(data, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
+  return MappedFile(data, static_cast<size_t>(st.st_size));
+}
+
+MappedFile::MappedFile(MappedFile&& other) noexcept : data_(other.data_), size_(other.size_) {
+  other.data_ = nullptr;
+  other.size_ = 0;
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = other.data_;
+    size_ = other.size_;
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
+
+absl::StatusOr<int64_t> DirectoryBytes(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return 0;
+  int64_t total = 0;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+  if (ec) return ErrnoStatus("cannot list", dir, ec.value());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    // Files may vanish while the walk runs (a finished upload's temporary file): skip them.
+    std::error_code file_ec;
+    if (it->is_regular_file(file_ec) && !it->is_symlink(file_ec)) {
+      const auto size = it->file_size(file_ec);
+      if (!file_ec) total += static_cast<int64_t>(size);
+    }
+  }
+  return total;
 }
 
 }  // namespace bertd

@@ -340,14 +340,15 @@ absl::StatusOr<ParsedDataset> ParseDatasetFile(const std::string& path, const Da
   if (spec.max_bytes > 0) {
     std::error_code ec;
     const auto size = std::filesystem::file_size(path, ec);
-    // A file that cannot be sized is left to ReadFileToString to report.
+    // A file that cannot be sized is left to MappedFile::Open to report.
     if (!ec) {
       absl::Status too_big = CheckSize(static_cast<int64_t>(size), spec);
       if (!too_big.ok()) return with_path(too_big);
     }
   }
-  BERTD_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
-  absl::StatusOr<ParsedDataset> parsed = ParseDatasetBytes(bytes, spec);
+  // Mapped, not read: the parsed examples are the only heap copy of a large file.
+  BERTD_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
+  absl::StatusOr<ParsedDataset> parsed = ParseDatasetBytes(file.bytes(), spec);
   if (!parsed.ok()) return with_path(parsed.status());
   return parsed;
 }

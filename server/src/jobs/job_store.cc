@@ -85,6 +85,10 @@ constexpr const char* kMigrations[] = {
       created_at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     )sql",
+    // 3: a job's latest event of a type without reading the others (GetJob, ListJobs).
+    R"sql(
+    CREATE INDEX job_events_by_type ON job_events (job_id, type, seq);
+    )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -524,18 +528,24 @@ absl::StatusOr<JobRecord> JobStore::Get(const std::string& id) {
 }
 
 absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> state, int limit,
-                                                     const std::optional<std::string>& owner) {
-  // ?1/?3: whether the state/owner filter is off.
+                                                     const std::optional<std::string>& owner,
+                                                     const std::string& after_id) {
+  // ?1/?3/?6: whether the state/owner/position filter is off. Pages follow seqno, which never
+  // changes, so a page token stays valid while jobs are added.
   static const std::string sql = absl::StrCat(
       "SELECT ", kJobColumns,
-      " FROM jobs WHERE (?1 OR state = ?2) AND (?3 OR owner = ?4) ORDER BY seqno DESC LIMIT ?5");
+      " FROM jobs WHERE (?1 OR state = ?2) AND (?3 OR owner = ?4) AND "
+      "(?6 OR seqno < (SELECT seqno FROM jobs WHERE id = ?7)) ORDER BY seqno DESC LIMIT ?5");
   absl::MutexLock lock(&mu_);
+  if (!after_id.empty()) BERTD_RETURN_IF_ERROR(GetLocked(after_id).status());
   BERTD_ASSIGN_OR_RETURN(Statement select, Prepare(sql.c_str()));
   select.Bind(1, state.has_value() ? 0 : 1)
       .Bind(2, std::string(state.has_value() ? JobStateName(*state) : ""))
       .Bind(3, owner.has_value() ? 0 : 1)
       .Bind(4, owner.value_or(""))
-      .Bind(5, limit > 0 ? limit : -1);  // SQLite: a negative LIMIT means none
+      .Bind(5, limit > 0 ? limit : -1)  // SQLite: a negative LIMIT means none
+      .Bind(6, after_id.empty() ? 1 : 0)
+      .Bind(7, after_id);
   return select.ReadJobs();
 }
 
@@ -794,6 +804,18 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id
     events.push_back(select.ReadEvent());
   }
   return events;
+}
+
+absl::StatusOr<std::optional<JobEvent>> JobStore::LatestEvent(const std::string& job_id,
+                                                              const std::string& type) {
+  absl::MutexLock lock(&mu_);
+  BERTD_ASSIGN_OR_RETURN(Statement select,
+                         Prepare("SELECT job_id, seq, time_ms, type, payload_json FROM job_events "
+                                 "WHERE job_id = ? AND type = ? ORDER BY seq DESC LIMIT 1"));
+  select.Bind(1, job_id).Bind(2, type);
+  BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::optional<JobEvent>();
+  return std::optional<JobEvent>(select.ReadEvent());
 }
 
 EventBus::Subscription JobStore::Subscribe(const std::string& job_id,

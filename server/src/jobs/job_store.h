@@ -96,10 +96,12 @@ class JobStore {
   // exist (NOT_FOUND otherwise); DeleteDataset refuses them while the job is unfinished.
   absl::StatusOr<JobRecord> Create(JobRecord job, const std::vector<std::string>& dataset_ids = {});
   absl::StatusOr<JobRecord> Get(const std::string& id);
-  // Newest first; `limit` <= 0: all; with `owner`, only that owner's jobs.
+  // Newest first; `limit` <= 0: all; with `owner`, only that owner's jobs; with `after_id`, only
+  // jobs created before that one (the next page; NOT_FOUND for an unknown id).
   absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state = std::nullopt,
                                               int limit = 0,
-                                              const std::optional<std::string>& owner = std::nullopt);
+                                              const std::optional<std::string>& owner = std::nullopt,
+                                              const std::string& after_id = "");
   // Dataset ids the job was created with.
   absl::StatusOr<std::vector<std::string>> JobDatasets(const std::string& job_id);
 
@@ -137,6 +139,11 @@ class JobStore {
   // Events with seq > after_seq, in seq order; `limit` <= 0: all. NOT_FOUND for unknown jobs.
   absl::StatusOr<std::vector<JobEvent>> Events(const std::string& job_id, int64_t after_seq = 0,
                                                int limit = 0);
+
+  // The job's latest event of `type` (an index lookup, whatever the number of events); nullopt
+  // when it has none.
+  absl::StatusOr<std::optional<JobEvent>> LatestEvent(const std::string& job_id,
+                                                      const std::string& type);
 
   // Live events committed after this call returns ("" = all jobs). See EventBus for the rules
   // callbacks follow; the subscription must not outlive the store. Use EventCursor for history

@@ -31,11 +31,11 @@ absl::Status Read(const json& object, const std::string& prefix, const char* key
     if (!it->is_string()) return absl::InvalidArgumentError(field + ": expected a string");
   } else if constexpr (std::is_integral_v<T>) {
     if (!it->is_number_integer()) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": expected an integer, got ", it->dump()));
+      return absl::InvalidArgumentError(absl::StrCat(field, ": expected an integer, got ", JsonTypeName(*it)));
     }
   } else {
     if (!it->is_number()) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": expected a number, got ", it->dump()));
+      return absl::InvalidArgumentError(absl::StrCat(field, ": expected a number, got ", JsonTypeName(*it)));
     }
   }
   *out = it->get<T>();

@@ -70,4 +70,32 @@ std::string MemoryEstimate::Describe(int batch, int tokens) const {
                       tokens, " tokens, ", FormatBytes(runtime_bytes), " runtime)");
 }
 
+absl::Status CheckMemoryFits(const MemoryEstimate& estimate, int batch, int tokens,
+                             const MemoryRoom& room) {
+  const std::string needs =
+      absl::StrCat("the job needs an estimated ", estimate.Describe(batch, tokens), " per worker");
+  if (room.worker_limit > 0 && estimate.total() > room.worker_limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hyperparameters.per_device_train_batch_size: ", needs, ", over the ",
+        FormatBytes(room.worker_limit),
+        " a CPU training worker may use (--training_memory_limit); lower the batch size or "
+        "max_seq_length"));
+  }
+  if (room.machine_bytes <= 0) return absl::OkStatus();
+  if (estimate.total() > room.machine_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hyperparameters.per_device_train_batch_size: ", needs, ", more than this machine's ",
+        FormatBytes(room.machine_bytes), " of memory; lower the batch size, max_seq_length or "
+        "the model size"));
+  }
+  const int ranks = std::max(1, room.local_ranks);
+  if (ranks > 1 && estimate.total() > room.machine_bytes / ranks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "distributed.world_size: ", ranks, " local workers x ", FormatBytes(estimate.total()),
+        " (", needs, ") do not fit this machine's ", FormatBytes(room.machine_bytes),
+        " of memory; use fewer ranks or a smaller batch"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace bertd::training

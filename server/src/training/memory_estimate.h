@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
+
 #include "model/bert.h"
 #include "model/config.h"
 #include "training/job_spec.h"
@@ -44,6 +46,21 @@ int64_t CountParameters(const model::BertConfig& config, const model::HeadSet& h
 MemoryEstimate EstimateTrainingMemory(const model::BertConfig& config, TrainingTask task,
                                       const TrainingArguments& args,
                                       const PretrainingOptions& pretraining);
+
+// Where a job's workers must fit. `worker_limit`: --training_memory_limit (0: none), the hard
+// limit of each CPU worker; `machine_bytes`: the machine's physical memory (0: unknown), which
+// all `local_ranks` workers of a data-parallel job share.
+struct MemoryRoom {
+  int64_t worker_limit = 0;
+  int64_t machine_bytes = 0;
+  int local_ranks = 1;
+};
+
+// OK when `estimate` fits `room`; otherwise INVALID_ARGUMENT that names the field to change
+// (per_device_train_batch_size, or distributed.world_size when only the ranks together do not
+// fit), the estimate and the limit.
+absl::Status CheckMemoryFits(const MemoryEstimate& estimate, int batch, int tokens,
+                             const MemoryRoom& room);
 
 // Measured: a worker training the 1M-parameter test model with 2 threads holds 562 MiB of private
 // writable memory (VmData, what --training_memory_limit counts); each further thread adds its

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
@@ -201,7 +202,7 @@ TEST_F(JobStoreTest, SchemaOneDatabasesUpgradeWithEmptyOwners) {
   sqlite3_close(db);
 
   Reopen();
-  EXPECT_EQ(store_->schema_version(), 2);
+  EXPECT_EQ(store_->schema_version(), 3);
   EXPECT_EQ(store_->Get("job-old")->name, "old");
   EXPECT_EQ(store_->Get("job-old")->owner, "");
   EXPECT_EQ(store_->GetDataset("old-data")->owner, "");
@@ -247,6 +248,46 @@ TEST_F(JobStoreTest, ListIsNewestFirstAndFilters) {
   EXPECT_EQ((*queued)[1].id, b);
   EXPECT_EQ(store_->List(std::nullopt, 1)->size(), 1u);
   EXPECT_EQ(store_->List(JobState::kRunning)->at(0).id, a);
+}
+
+TEST_F(JobStoreTest, ListPagesFollowCreationOrder) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(NewJob("j" + std::to_string(i)).id);
+  absl::StatusOr<std::vector<JobRecord>> first = store_->List(std::nullopt, 2);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].id, ids[4]);
+  EXPECT_EQ((*first)[1].id, ids[3]);
+  // A job created meanwhile does not shift the next page.
+  NewJob("late");
+  absl::StatusOr<std::vector<JobRecord>> second = store_->List(std::nullopt, 2, std::nullopt, ids[3]);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->size(), 2u);
+  EXPECT_EQ((*second)[0].id, ids[2]);
+  EXPECT_EQ((*second)[1].id, ids[1]);
+  absl::StatusOr<std::vector<JobRecord>> last = store_->List(std::nullopt, 2, std::nullopt, ids[1]);
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ((*last)[0].id, ids[0]);
+  EXPECT_TRUE(store_->List(std::nullopt, 2, std::nullopt, ids[0])->empty());
+  EXPECT_EQ(store_->List(std::nullopt, 2, std::nullopt, "job-missing").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobStoreTest, LatestEventOfATypeSkipsTheOthers) {
+  std::string id = NewJob("a").id;
+  EXPECT_FALSE(store_->LatestEvent(id, "progress")->has_value());
+  ASSERT_TRUE(store_->AppendEvent(id, "progress", R"({"step":1})").ok());
+  ASSERT_TRUE(store_->AppendEvent(id, "eval", R"({"loss":2})").ok());
+  for (int step = 2; step <= 50; ++step) {
+    ASSERT_TRUE(store_->AppendEvent(id, "progress", absl::StrCat(R"({"step":)", step, "}")).ok());
+  }
+  absl::StatusOr<std::optional<JobEvent>> progress = store_->LatestEvent(id, "progress");
+  ASSERT_TRUE(progress.ok() && progress->has_value());
+  EXPECT_EQ((*progress)->payload_json, R"({"step":50})");
+  absl::StatusOr<std::optional<JobEvent>> eval = store_->LatestEvent(id, "eval");
+  ASSERT_TRUE(eval->has_value());
+  EXPECT_EQ((*eval)->payload_json, R"({"loss":2})");
+  EXPECT_FALSE(store_->LatestEvent("job-missing", "eval")->has_value());
 }
 
 TEST_F(JobStoreTest, ConcurrentClaimersTakeEachJobOnce) {
@@ -438,7 +479,7 @@ TEST_F(JobStoreTest, SurvivesCloseAndReopen) {
   ASSERT_TRUE(store_->ClaimNext("cpu:0").ok());
   ASSERT_TRUE(store_->AppendEvent(a, "checkpoint", R"({"path":"ckpt/1"})").ok());
   ASSERT_TRUE(store_->Finish(a, JobState::kSucceeded, "", "m@1").ok());
-  EXPECT_EQ(store_->schema_version(), 2);
+  EXPECT_EQ(store_->schema_version(), 3);
   EXPECT_TRUE(std::filesystem::exists(path_ + "-wal"));  // WAL mode took effect
 
   // A second open of the same database is refused while the first is alive.
@@ -446,7 +487,7 @@ TEST_F(JobStoreTest, SurvivesCloseAndReopen) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
 
   Reopen();
-  EXPECT_EQ(store_->schema_version(), 2);
+  EXPECT_EQ(store_->schema_version(), 3);
   EXPECT_EQ(store_->Get(a)->state, JobState::kSucceeded);
   EXPECT_EQ(store_->Get(a)->result_model, "m@1");
   EXPECT_EQ(store_->Get(b)->state, JobState::kQueued);

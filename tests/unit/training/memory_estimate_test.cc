@@ -84,5 +84,38 @@ TEST(MemoryEstimateTest, DescribesItsParts) {
                                       "batch of 32 x 512 tokens, 640 MiB runtime\\)"));
 }
 
+TEST(MemoryEstimateTest, FitsTheWorkerLimitTheMachineAndItsLocalRanks) {
+  MemoryEstimate estimate;
+  estimate.parameters = 1000;
+  estimate.state_bytes = int64_t{1} << 30;
+  estimate.activation_bytes = int64_t{1} << 30;
+  estimate.runtime_bytes = 0;  // 2 GiB in all
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  EXPECT_TRUE(CheckMemoryFits(estimate, 8, 128, {}).ok());
+  EXPECT_TRUE(CheckMemoryFits(estimate, 8, 128, {2 * kGiB, 16 * kGiB, 8}).ok());
+
+  absl::Status limit = CheckMemoryFits(estimate, 8, 128, {kGiB, 16 * kGiB, 1});
+  EXPECT_EQ(limit.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(limit.message()),
+              ::testing::StartsWith("hyperparameters.per_device_train_batch_size: the job needs an "
+                                    "estimated 2 GiB"));
+  EXPECT_THAT(std::string(limit.message()), ::testing::HasSubstr("over the 1 GiB a CPU training "
+                                                                 "worker may use (--training_memory_limit)"));
+
+  // Without a worker limit, the machine bounds it.
+  absl::Status machine = CheckMemoryFits(estimate, 8, 128, {0, kGiB + kGiB / 2, 1});
+  EXPECT_THAT(std::string(machine.message()),
+              ::testing::HasSubstr("more than this machine's 1.5 GiB of memory"));
+  EXPECT_THAT(std::string(machine.message()),
+              ::testing::StartsWith("hyperparameters.per_device_train_batch_size:"));
+
+  // One worker fits, eight local ranks of it do not.
+  absl::Status ranks = CheckMemoryFits(estimate, 8, 128, {0, 8 * kGiB, 8});
+  EXPECT_EQ(ranks.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ranks.message()),
+              ::testing::StartsWith("distributed.world_size: 8 local workers x 2 GiB"));
+  EXPECT_TRUE(CheckMemoryFits(estimate, 8, 128, {0, 8 * kGiB, 4}).ok());
+}
+
 }  // namespace
 }  // namespace bertd::training
