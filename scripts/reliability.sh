@@ -79,6 +79,8 @@ log "load done: $(cat "$WORK/load.json")"
 # --- faults ------------------------------------------------------------------------------------
 log "fault tests"
 FAULTS=0
+# A fault test that cannot find shared/ must fail, not skip: a skip proves nothing.
+export BERTD_REQUIRE_SHARED_DATA=1
 BERTD_SHARED_DIR=$SHARED "$BUILD/tests/integration/fault_test" --gtest_output="json:$WORK/faults.json" \
   >"$WORK/faults.log" 2>&1 || FAULTS=$?
 tail -n 3 "$WORK/faults.log" >&2
