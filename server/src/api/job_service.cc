@@ -96,6 +96,7 @@ json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
   BERTD_COPY_IF_SET(metric_for_best_model);
   BERTD_COPY_IF_SET(early_stopping_patience);
   BERTD_COPY_IF_SET(bf16);
+  BERTD_COPY_IF_SET(fp16);
 #undef BERTD_COPY_IF_SET
   root["hyperparameters"] = hp;
   // New-model settings: only the fields the client set, as for hyperparameters.
@@ -171,6 +172,7 @@ void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
   h->set_metric_for_best_model(a.metric_for_best_model);
   h->set_early_stopping_patience(a.early_stopping_patience);
   h->set_bf16(a.bf16);
+  h->set_fp16(a.fp16);
   const bool scratch = spec.scratch();
   const bool pretraining = spec.task == training::TrainingTask::kPretraining;
   if (scratch) {

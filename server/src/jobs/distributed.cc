@@ -216,6 +216,8 @@ std::vector<std::string> WorkerEnvironment(int rank, int world_size, int port,
     // take GPU memory from the jobs that hold GPU slots.
     overrides.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=",
                                      placement->cuda_device >= 0 ? absl::StrCat(placement->cuda_device) : ""));
+    overrides.push_back(absl::StrCat(kWorkerDeviceVariable, "=",
+                                     placement->cuda_device >= 0 ? "cuda" : "cpu"));
   }
   return EnvironmentWith(overrides);
 }

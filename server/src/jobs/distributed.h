@@ -24,6 +24,10 @@
 namespace bertd::jobs {
 
 // Where one local rank runs: the slot of the training pool it holds.
+// Where a local worker trains: "cuda" (its slot's GPU, which it sees as cuda:0) or "cpu" (also when
+// unset, as for workers an external launcher starts).
+inline constexpr char kWorkerDeviceVariable[] = "BERTD_WORKER_DEVICE";
+
 struct RankPlacement {
   std::string slot;        // "cpu:0", "cuda:1" (for messages)
   std::vector<int> cpus;   // CPU affinity; empty: any CPU

@@ -8,12 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -138,6 +140,15 @@ int RunWorker(const std::string& plan_path, const training::RendezvousConfig& re
 
   training::TrainerHooks hooks;
   hooks.data_parallel = group.get();
+  if (const char* device = std::getenv(kWorkerDeviceVariable); device != nullptr &&
+                                                                 std::strcmp(device, "cuda") == 0) {
+    if (!torch::cuda::is_available()) {
+      return finish(fail(absl::FailedPreconditionError(
+          "the job holds a CUDA slot but this worker sees no CUDA device (CUDA_VISIBLE_DEVICES, "
+          "driver, or a LibTorch built without CUDA)")));
+    }
+    hooks.device = c10::Device(c10::DeviceType::CUDA, 0);
+  }
   // SIGTERM (the local launcher) or the stop file (any launcher); the loop all-reduces the answer.
   hooks.should_stop = [&stop_file] {
     std::error_code ec;

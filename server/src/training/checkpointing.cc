@@ -1,6 +1,7 @@
 #include "training/checkpointing.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <mutex>
@@ -28,7 +29,8 @@ json StateToJson(const TrainerState& s) {
   return {{"global_step", s.global_step}, {"epoch", s.epoch}, {"batch_in_epoch", s.batch_in_epoch},
           {"loss_sum", s.loss_sum}, {"loss_count", s.loss_count},
           {"best_metric", std::isfinite(s.best_metric) ? json(s.best_metric) : json(nullptr)},
-          {"evaluations_without_improvement", s.evaluations_without_improvement}};
+          {"evaluations_without_improvement", s.evaluations_without_improvement},
+          {"loss_scale", s.loss_scale}, {"loss_scale_clean_steps", s.loss_scale_clean_steps}};
 }
 
 TrainerState StateFromJson(const json& j) {
@@ -40,10 +42,50 @@ TrainerState StateFromJson(const json& j) {
   s.loss_count = j.value("loss_count", int64_t{0});
   s.best_metric = j["best_metric"].is_number() ? j["best_metric"].get<double>() : -INFINITY;
   s.evaluations_without_improvement = j.value("evaluations_without_improvement", int64_t{0});
+  s.loss_scale = j.value("loss_scale", 0.0);
+  s.loss_scale_clean_steps = j.value("loss_scale_clean_steps", int64_t{0});
   return s;
 }
 
 }  // namespace
+
+// LibTorch 2.4 replaced the per-device autocast setters with ones that take the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+Autocast::Autocast(c10::DeviceType device, bool bf16, bool fp16)
+    : device_(device), previous_(at::autocast::is_autocast_enabled(device)) {
+  const bool enabled = bf16 || fp16;
+  if (enabled) at::autocast::set_autocast_dtype(device, fp16 ? at::kHalf : at::kBFloat16);
+  at::autocast::set_autocast_enabled(device, enabled);
+}
+
+Autocast::~Autocast() {
+  at::autocast::set_autocast_enabled(device_, previous_);
+  at::autocast::clear_cache();
+}
+#else
+Autocast::Autocast(c10::DeviceType device, bool bf16, bool fp16) : device_(device) {
+  const bool enabled = bf16 || fp16;
+  if (device_ == c10::DeviceType::CUDA) {
+    previous_ = at::autocast::is_enabled();
+    if (enabled) at::autocast::set_autocast_gpu_dtype(fp16 ? at::kHalf : at::kBFloat16);
+    at::autocast::set_enabled(enabled);
+  } else {
+    // CPU autocast in LibTorch 1.13 knows bf16 only; fp16 jobs are refused on CPU slots.
+    previous_ = at::autocast::is_cpu_enabled();
+    if (enabled) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(enabled);
+  }
+}
+
+Autocast::~Autocast() {
+  if (device_ == c10::DeviceType::CUDA) {
+    at::autocast::set_enabled(previous_);
+  } else {
+    at::autocast::set_cpu_enabled(previous_);
+  }
+  at::autocast::clear_cache();
+}
+#endif
 
 absl::Status SaveCheckpoint(const fs::path& work_dir, model::BertImpl& model,
                             torch::optim::AdamW& optimizer, const TrainerState& state,
@@ -106,7 +148,8 @@ absl::StatusOr<bool> RestoreCheckpoint(const fs::path& work_dir, model::BertImpl
   if (!state_json.is_object()) return absl::DataLossError(absl::StrCat(dir.string(), ": bad trainer_state.json"));
   *state = StateFromJson(state_json);
   try {
-    torch::load(optimizer, (dir / "optimizer.pt").string());
+    // Onto the model's device, whatever device wrote it: a job may resume on another slot type.
+    torch::load(optimizer, (dir / "optimizer.pt").string(), model.parameters().front().device());
     at::Tensor rng;
     torch::load(rng, (dir / "rng.pt").string());
     auto generator = at::detail::getDefaultCPUGenerator();

@@ -14,22 +14,20 @@
 // What fine-tuning and pretraining share: the run's position, atomic checkpoints, bf16 autocast.
 namespace bertd::training {
 
-// bf16 mixed precision on CPU, as torch.autocast("cpu", dtype=torch.bfloat16) does: matrix
-// products run in bf16, reductions and the loss in fp32, master weights stay fp32. The setting is
-// thread-local, so training never changes inference threads.
-class CpuAutocast {
+// Mixed precision on the job's device, as torch.autocast(device, dtype) does: matrix products run
+// in bf16 (CPU or CUDA) or fp16 (CUDA only, with a LossScaler), reductions and the loss in fp32,
+// master weights stay fp32. The setting is thread-local, so training never changes inference
+// threads. Neither flag: nothing changes.
+class Autocast {
  public:
-  explicit CpuAutocast(bool enabled) : previous_(at::autocast::is_cpu_enabled()) {
-    if (enabled) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(enabled);
-  }
-  ~CpuAutocast() {
-    at::autocast::set_cpu_enabled(previous_);
-    at::autocast::clear_cache();
-  }
+  Autocast(c10::DeviceType device, bool bf16, bool fp16);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
 
  private:
-  bool previous_;
+  const c10::DeviceType device_;
+  bool previous_ = false;
 };
 
 // Where a run stands; saved with every checkpoint.
@@ -41,6 +39,9 @@ struct TrainerState {
   int64_t loss_count = 0;
   double best_metric = -INFINITY;
   int64_t evaluations_without_improvement = 0;
+  // fp16's dynamic loss scale and its clean steps (0: not fp16), so a resume scales exactly.
+  double loss_scale = 0;
+  int64_t loss_scale_clean_steps = 0;
 };
 
 // Checkpoint = a directory checkpoint-<step>/ with model.safetensors, optimizer.pt, rng.pt and

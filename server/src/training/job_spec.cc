@@ -111,7 +111,7 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
       "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
       "warmup_ratio", "seed", "max_seq_length", "doc_stride", "eval_strategy", "eval_steps",
       "save_steps", "save_total_limit", "load_best_model_at_end", "metric_for_best_model",
-      "early_stopping_patience", "bf16"};
+      "early_stopping_patience", "bf16", "fp16"};
   for (const auto& [key, value] : hp.items()) {
     bool known = false;
     for (const char* name : kKnown) known = known || key == name;
@@ -142,6 +142,7 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
   BERTD_RETURN_IF_ERROR(Read(hp, p, "metric_for_best_model", &a.metric_for_best_model));
   BERTD_RETURN_IF_ERROR(Read(hp, p, "early_stopping_patience", &a.early_stopping_patience));
   BERTD_RETURN_IF_ERROR(Read(hp, p, "bf16", &a.bf16));
+  BERTD_RETURN_IF_ERROR(Read(hp, p, "fp16", &a.fp16));
 
   BERTD_ASSIGN_OR_RETURN(json vocab, Section(root, "vocabulary"));
   BERTD_RETURN_IF_ERROR(CheckKnownKeys(
@@ -223,7 +224,8 @@ std::string TrainingJobSpec::ToJson() const {
              {"load_best_model_at_end", a.load_best_model_at_end},
              {"metric_for_best_model", a.metric_for_best_model},
              {"early_stopping_patience", a.early_stopping_patience},
-             {"bf16", a.bf16}};
+             {"bf16", a.bf16},
+             {"fp16", a.fp16}};
   json root = {{"name", name},
                {"task", TrainingTaskName(task)},
                {"base_model", base_model},
@@ -288,6 +290,15 @@ absl::Status TrainingJobSpec::Validate() const {
   BERTD_RETURN_IF_ERROR(Check(a.save_steps > 0, p + "save_steps", "> 0", a.save_steps));
   BERTD_RETURN_IF_ERROR(Check(a.save_total_limit >= 0, p + "save_total_limit", ">= 0", a.save_total_limit));
   BERTD_RETURN_IF_ERROR(Check(a.early_stopping_patience >= 0, p + "early_stopping_patience", ">= 0", a.early_stopping_patience));
+  if (a.fp16 && a.bf16) {
+    return absl::InvalidArgumentError(p + "fp16: fp16 and bf16 are exclusive; choose one");
+  }
+  if (a.fp16 && resources.device != "cuda") {
+    // LibTorch's CPU autocast has no fp16, and fp16 needs a GPU's tensor cores to pay off.
+    return absl::InvalidArgumentError(
+        p + "fp16: fp16 mixed precision runs on CUDA slots only; set resources.device to cuda "
+            "(or use bf16, which also runs on CPU slots)");
+  }
   if ((a.load_best_model_at_end || a.early_stopping_patience > 0) && a.eval_strategy == "no") {
     return absl::InvalidArgumentError(
         p + "eval_strategy: load_best_model_at_end and early_stopping_patience need evaluation "

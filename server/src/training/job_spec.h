@@ -48,6 +48,8 @@ struct TrainingArguments {
   std::string metric_for_best_model;  // default: the task's main metric
   int early_stopping_patience = 0;    // 0 = off; counted in evaluations
   bool bf16 = false;
+  // fp16 mixed precision with dynamic loss scaling (training/loss_scaler.h): CUDA only.
+  bool fp16 = false;
 };
 
 // Where a new model's vocabulary comes from; used by pretraining and by "scratch" base models

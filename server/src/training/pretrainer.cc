@@ -44,7 +44,7 @@ struct PretrainBatch {
 };
 
 // Pairs come padded to max_seq_length; a batch is cut to its longest pair.
-PretrainBatch MakeBatch(const std::vector<data::MaskedExample>& examples) {
+PretrainBatch MakeBatch(const std::vector<data::MaskedExample>& examples, c10::Device device) {
   int64_t longest = 1;
   for (const data::MaskedExample& e : examples) {
     longest = std::max<int64_t>(longest, std::accumulate(e.attention_mask.begin(), e.attention_mask.end(), int64_t{0}));
@@ -70,6 +70,9 @@ PretrainBatch MakeBatch(const std::vector<data::MaskedExample>& examples) {
       labels_a[b][t] = e.mlm_labels[t];
     }
     nsp_a[b] = e.nsp_label;
+  }
+  if (!device.is_cpu()) {
+    return {{ids.to(device), types.to(device), mask.to(device)}, labels.to(device), nsp.to(device)};
   }
   return {{ids, types, mask}, labels, nsp};
 }
@@ -109,7 +112,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model,
   for (size_t begin = 0; begin < mine.size(); begin += batch_size) {
     std::vector<data::MaskedExample> part;
     for (size_t k = begin; k < std::min(mine.size(), begin + batch_size); ++k) part.push_back(examples[mine[k]]);
-    PretrainBatch batch = MakeBatch(part);
+    PretrainBatch batch = MakeBatch(part, model.parameters().front().device());
     Forward f = RunForward(model, batch);
     const double masked = static_cast<double>(f.mlm_targets.size(0));
     if (masked > 0) sums[0] += f.mlm_loss.item<double>() * masked;
@@ -314,7 +317,9 @@ absl::StatusOr<TrainingResult> RunPretraining(const TrainingJobSpec& spec,
                                                   model->config().num_hidden_layers, " layers x ",
                                                   model->config().hidden_size, " hidden")}});
 
-    // 3. The shared loop; masks are drawn again every epoch from (seed, epoch, pair).
+    // 3. The shared loop; masks are drawn again every epoch from (seed, epoch, pair). The model,
+    // and so its optimizer state, lives on the job's device.
+    model->to(hooks.device);
     DataParallel* const dp = hooks.data_parallel;
     LoopTask loop;
     loop.num_samples = static_cast<int64_t>(train_pairs.size());
@@ -325,7 +330,7 @@ absl::StatusOr<TrainingResult> RunPretraining(const TrainingJobSpec& spec,
         examples.push_back(Mask(train_pairs[i], vocab, max_length, masking, seed,
                                 static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));
       }
-      Forward f = RunForward(*model, MakeBatch(examples));
+      Forward f = RunForward(*model, MakeBatch(examples, hooks.device));
       return LoopTask::Loss{f.mlm_loss + f.nsp_loss, {f.mlm_loss.item<double>(), f.nsp_loss.item<double>()}};
     };
     if (!eval_examples.empty()) {

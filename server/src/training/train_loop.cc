@@ -17,6 +17,7 @@
 #include "model/checkpoint.h"
 #include "model/io/safetensors.h"
 #include "training/data_parallel.h"
+#include "training/loss_scaler.h"
 #include "training/lr_schedule.h"
 #include "training/optimizer.h"
 
@@ -85,6 +86,10 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const TrainingArguments& args, model:
   BERTD_ASSIGN_OR_RETURN(bool resumed, RestoreCheckpoint(work_dir, model, *optimizer, &state));
   if (resumed) {
     Emit(hooks, "log", {{"message", absl::StrCat("resumed from checkpoint at step ", state.global_step)}});
+  }
+  LossScaler scaler(LossScalerOptions{args.fp16});
+  if (args.fp16 && state.loss_scale > 0) {
+    scaler.Restore({state.loss_scale, state.loss_scale_clean_steps, 0});
   }
   if (dp) {
     // Every rank restored the same checkpoint (or built the same model); the broadcast makes the
@@ -179,9 +184,9 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const TrainingArguments& args, model:
       LoopTask::Loss loss;
       at::Tensor scaled;
       {
-        CpuAutocast autocast(args.bf16);
+        Autocast autocast(hooks.device.type(), args.bf16, args.fp16);
         loss = task.micro_batch_loss(indices, state.epoch);
-        scaled = loss.loss.to(torch::kFloat) / divisor;
+        scaled = scaler.Scale(loss.loss.to(torch::kFloat) / divisor);
       }
       if (dp && sync) dp->ExpectBackward(scaled);
       scaled.backward();
@@ -216,11 +221,28 @@ absl::StatusOr<LoopResult> RunTrainingLoop(const TrainingArguments& args, model:
       step_values.clear();
       micro_batches = 0;
 
-      ClipGradientNorm(model, args.max_grad_norm);
+      // fp16: gradients back to their true size; a step whose gradients overflowed is skipped (its
+      // gradients dropped, the scale backed off) and still counts, as Hugging Face's Trainer does.
+      // Every rank holds the same all-reduced gradients, so every rank decides the same.
+      const bool overflowed = scaler.UnscaleAndCheck(model.parameters());
       const double lr = args.learning_rate * schedule.Factor(state.global_step);
-      SetLearningRate(*optimizer, lr);
-      optimizer->step();
+      if (overflowed) {
+        const double was = scaler.scale();
+        scaler.Update(true);
+        if (leader) {
+          Emit(hooks, "log", {{"message", absl::StrCat("fp16: gradients overflowed at loss scale ", was,
+                                                       "; step ", state.global_step + 1,
+                                                       " skipped, scale now ", scaler.scale())}});
+        }
+      } else {
+        ClipGradientNorm(model, args.max_grad_norm);
+        SetLearningRate(*optimizer, lr);
+        optimizer->step();
+        scaler.Update(false);
+      }
       optimizer->zero_grad();
+      state.loss_scale = scaler.enabled() ? scaler.scale() : 0.0;
+      state.loss_scale_clean_steps = scaler.state().clean_steps;
       ++state.global_step;
       if (state.batch_in_epoch >= batches_per_epoch) {
         ++state.epoch;

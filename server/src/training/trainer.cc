@@ -67,8 +67,12 @@ struct Batch {
   at::Tensor labels, start_positions, end_positions;
 };
 
+// The device the model's parameters live on.
+c10::Device DeviceOf(model::BertImpl& model) { return model.parameters().front().device(); }
+
+// Built on the CPU, then moved to `device` in one copy per tensor.
 Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<int64_t>& indices,
-                int64_t pad_id) {
+                int64_t pad_id, c10::Device device) {
   int64_t longest = 0;
   for (int64_t i : indices) longest = std::max<int64_t>(longest, features[i].ids.size());
   const int64_t n = static_cast<int64_t>(indices.size());
@@ -92,6 +96,14 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
     batch.labels[b] = f.label;
     batch.start_positions[b] = f.start_position;
     batch.end_positions[b] = f.end_position;
+  }
+  if (!device.is_cpu()) {
+    ids = ids.to(device);
+    types = types.to(device);
+    mask = mask.to(device);
+    batch.labels = batch.labels.to(device);
+    batch.start_positions = batch.start_positions.to(device);
+    batch.end_positions = batch.end_positions.to(device);
   }
   batch.inputs = {ids, types, mask};
   return batch;
@@ -179,11 +191,11 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
   for (size_t begin = 0; begin < mine.size(); begin += batch_size) {
     std::vector<int64_t> indices(mine.begin() + begin,
                                  mine.begin() + std::min(mine.size(), begin + batch_size));
-    Batch batch = MakeBatch(features, indices, pad_id);
+    Batch batch = MakeBatch(features, indices, pad_id, DeviceOf(model));
     at::Tensor logits;
     at::Tensor loss = ComputeLoss(model, task, batch, &logits);
     loss_sum += loss.item<double>() * indices.size();
-    for (size_t i = 0; i < indices.size(); ++i) logits_of_mine.push_back(logits[i].to(torch::kFloat).contiguous());
+    for (size_t i = 0; i < indices.size(); ++i) logits_of_mine.push_back(logits[i].to(torch::kCPU, torch::kFloat).contiguous());
   }
   model.train();
   std::map<std::string, double> metrics;
@@ -301,12 +313,16 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
       BERTD_ASSIGN_OR_RETURN(eval_features, featurize(data.eval));
     }
     const int64_t pad_id = loaded.config.pad_token_id;
+    // The model, and so its optimizer state, lives on the job's device.
+    model->to(hooks.device);
 
     DataParallel* const dp = hooks.data_parallel;
     LoopTask loop;
     loop.num_samples = static_cast<int64_t>(train_features.size());
     loop.micro_batch_loss = [&](const std::vector<int64_t>& indices, int64_t) {
-      return LoopTask::Loss{ComputeLoss(*model, spec.task, MakeBatch(train_features, indices, pad_id), nullptr), {}};
+      return LoopTask::Loss{
+          ComputeLoss(*model, spec.task, MakeBatch(train_features, indices, pad_id, hooks.device), nullptr),
+          {}};
     };
     if (!eval_features.empty()) {
       loop.evaluate = [&]() {

@@ -1,6 +1,8 @@
 #ifndef BERTD_TRAINING_TRAINER_H_
 #define BERTD_TRAINING_TRAINER_H_
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -35,6 +37,10 @@ struct TrainerHooks {
   std::function<void(int64_t step, int64_t samples)> on_step;
   // Set on every rank of a data-parallel job (see RunTrainingLoop); null for one process.
   DataParallel* data_parallel = nullptr;
+  // Where the model, its optimizer state and every batch live: the job's slot (a CUDA slot's
+  // device is cuda:0 inside its worker, which sees only that GPU). Checkpoints are written from
+  // the CPU and read onto this device, so a job may resume on another device type.
+  c10::Device device = c10::Device(c10::DeviceType::CPU);
 };
 
 struct TrainingResult {

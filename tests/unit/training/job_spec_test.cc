@@ -34,5 +34,27 @@ TEST(JobSpecTest, WrongTypesAreNamedNotEchoed) {
   EXPECT_THAT(std::string(spec.status().message()), Not(HasSubstr("fast")));
 }
 
+TEST(JobSpecTest, Fp16IsForCudaSlotsOnlyAndExcludesBf16) {
+  auto parse = [](const std::string& extra) {
+    return TrainingJobSpec::FromJson(std::string("{") + kRequired + ", " + extra + "}");
+  };
+  absl::StatusOr<TrainingJobSpec> cpu = parse(R"("hyperparameters": {"fp16": true})");
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_THAT(std::string(cpu.status().message()),
+              HasSubstr("hyperparameters.fp16: fp16 mixed precision runs on CUDA slots only"));
+  absl::StatusOr<TrainingJobSpec> both =
+      parse(R"("hyperparameters": {"fp16": true, "bf16": true}, "resources": {"device": "cuda"})");
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(std::string(both.status().message()), HasSubstr("fp16 and bf16 are exclusive"));
+  absl::StatusOr<TrainingJobSpec> cuda =
+      parse(R"("hyperparameters": {"fp16": true}, "resources": {"device": "cuda"})");
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  EXPECT_TRUE(cuda->args.fp16);
+  // It survives the spec's own JSON (what the store and the worker read).
+  absl::StatusOr<TrainingJobSpec> again = TrainingJobSpec::FromJson(cuda->ToJson());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->args.fp16);
+}
+
 }  // namespace
 }  // namespace bertd::training
