@@ -14,8 +14,10 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -41,6 +43,7 @@
 #include "auth/exposure.h"
 #include "auth/tls.h"
 #include "common/byte_size.h"
+#include "common/machine.h"
 #include "common/json.h"
 #include "inference/bert_servable.h"
 #include "jobs/job_store.h"
@@ -79,7 +82,11 @@ ABSL_FLAG(std::string, device, "cpu", "Device for inference: cpu, cuda or cuda:N
 ABSL_FLAG(std::string, precision, "fp32",
           "Encoder precision for CPU inference: fp32 or bf16 (fast where the CPU has avx512_bf16/AMX)");
 ABSL_FLAG(int, intra_op_threads, 0,
-          "LibTorch intra-op threads for inference; 0 = the CPUs this process may use");
+          "LibTorch intra-op threads for inference; 0 = the CPUs serving may use (--inference_cpus)");
+ABSL_FLAG(std::string, inference_cpus, "",
+          "CPUs the server process (inference, RPCs) runs on, e.g. 0-3 (default: all it may use). "
+          "Training workers keep their own slots' CPUs, so on a small machine this trades "
+          "training speed for steadier inference latency");
 ABSL_FLAG(int, max_batch_size, 32, "Most sequences in one inference batch");
 ABSL_FLAG(int64_t, max_batch_tokens, 8192,
           "Most tokens in one batch, padding included (batch size x longest sequence)");
@@ -167,31 +174,6 @@ struct ServerConfig {
   int training_threads = 0;
 };
 
-// The machine's physical memory (0 when the system will not say).
-int64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page_size > 0 ? static_cast<int64_t>(pages) * page_size : 0;
-}
-
-int UsableCpus() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-// The CPUs this process may run on, in order.
-std::vector<int> UsableCpuList() {
-  std::vector<int> cpus;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-    }
-  }
-  return cpus;
-}
-
 // --training_devices, or the deprecated --cpu_workers=N (cpu:N; 0: none).
 absl::StatusOr<std::vector<jobs::Slot>> ResolvePool(const ServerConfig& config, int cuda_devices) {
   if (config.cpu_workers >= 0) {
@@ -205,21 +187,6 @@ absl::StatusOr<std::vector<jobs::Slot>> ResolvePool(const ServerConfig& config, 
   return jobs::ParseTrainingDevices(config.training_devices, cuda_devices);
 }
 
-// The usable CPUs shared out among `slots` CPU slots: consecutive runs, every slot at least one
-// (slots outnumbering CPUs share them round-robin).
-std::vector<std::vector<int>> ShareCpus(const std::vector<int>& cpus, int slots) {
-  std::vector<std::vector<int>> shares(slots);
-  const int n = static_cast<int>(cpus.size());
-  if (n == 0) return shares;
-  for (int slot = 0; slot < slots; ++slot) {
-    if (n >= slots) {
-      for (int i = slot * n / slots; i < (slot + 1) * n / slots; ++i) shares[slot].push_back(cpus[i]);
-    } else {
-      shares[slot].push_back(cpus[slot % n]);
-    }
-  }
-  return shares;
-}
 
 ServerConfig ConfigFromFlags() {
   ServerConfig config;
@@ -285,7 +252,7 @@ void WarnIfBlasCompetesWithOpenMp() {
   }
 }
 
-int Run(const ServerConfig& config) {
+int Run(ServerConfig config) {
   // An exposed listener without TLS and tokens is refused before anything else happens.
   const auth::ListenerProtection protection{config.tls.enabled(), !config.auth_tokens_file.empty(),
                                             config.allow_insecure};
@@ -308,6 +275,32 @@ int Run(const ServerConfig& config) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Serving's CPUs: set before any thread exists, so every serving thread inherits them. Training
+  // workers are placed on their slots' shares of all the CPUs (below), whatever serving keeps.
+  const std::vector<int> all_cpus = UsableCpuList();
+  if (const std::string flag = absl::GetFlag(FLAGS_inference_cpus); !flag.empty()) {
+    absl::StatusOr<std::vector<int>> serving = ParseCpuList(flag, all_cpus, "--inference_cpus");
+    if (serving.ok() && serving->empty()) {
+      serving = absl::InvalidArgumentError("--inference_cpus: names no CPU");
+    }
+    if (!serving.ok()) {
+      std::fprintf(stderr, "bertd: %s\n", std::string(serving.status().message()).c_str());
+      return 1;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int cpu : *serving) CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+      std::fprintf(stderr, "bertd: --inference_cpus: sched_setaffinity: %s\n", std::strerror(errno));
+      return 1;
+    }
+    if (absl::GetFlag(FLAGS_intra_op_threads) <= 0) {
+      config.intra_op_threads = static_cast<int>(serving->size());
+    }
+    std::fprintf(stderr, "bertd: serving on CPUs %s (--inference_cpus), %d intra-op threads\n",
+                 FormatCpuList(*serving).c_str(), config.intra_op_threads);
+  }
+
   // LibTorch defaults to one intra-op thread here; inter-op parallelism is unused by inference.
   at::set_num_threads(config.intra_op_threads);
   at::set_num_interop_threads(1);
@@ -327,11 +320,12 @@ int Run(const ServerConfig& config) {
     }
   }
   const int cpu_slots = jobs::CountSlots(*pool, jobs::DeviceType::kCpu);
-  const std::vector<std::vector<int>> cpu_shares = ShareCpus(UsableCpuList(), cpu_slots);
+  const std::vector<std::vector<int>> cpu_shares = jobs::ShareCpus(all_cpus, cpu_slots);
   const int threads_per_slot =
       config.training_threads > 0
           ? config.training_threads
-          : std::max(1, cpu_slots > 0 ? static_cast<int>(cpu_shares[0].size()) : UsableCpus());
+          : std::max(1, cpu_slots > 0 ? static_cast<int>(cpu_shares[0].size())
+                                      : static_cast<int>(all_cpus.size()));
   std::fprintf(stderr, "bertd: training pool (--training_devices): %s; %d threads per worker%s\n",
                jobs::DescribePool(*pool).c_str(), threads_per_slot,
                *memory_limit > 0 ? absl::StrCat(", CPU workers limited to ", FormatBytes(*memory_limit)).c_str()
@@ -473,7 +467,7 @@ int Run(const ServerConfig& config) {
   runner_options.threads_per_slot = threads_per_slot;
   runner_options.memory_limit_bytes = *memory_limit;
   runner_options.external_threads_per_rank =
-      config.training_threads > 0 ? config.training_threads : UsableCpus();
+      config.training_threads > 0 ? config.training_threads : std::max<int>(1, all_cpus.size());
   runner_options.external_launch_command = absl::GetFlag(FLAGS_external_launch_command);
   jobs::TrainingRunner training_runner(runner_options);
   // Started once the repository is loaded: a requeued job needs its base model.

@@ -5,6 +5,7 @@
 // at submit; a job checkpointed on one slot resumes on another.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 
 #include <atomic>
@@ -373,6 +374,46 @@ TEST_F(DevicePoolTest, AJobCheckpointedOnOneSlotResumesOnAnother) {
   EXPECT_TRUE(on_cpu0);
   Cancel(blocker);
   EXPECT_EQ(Wait(blocker, Final).state(), v1::JOB_STATE_CANCELLED);
+}
+
+// --inference_cpus: the server process (serving) runs on the CPUs it names; a training worker
+// keeps its slot's share of all of them.
+TEST_F(DevicePoolTest, ServingKeepsTheInferenceCpusAndWorkersKeepTheirSlots) {
+  const std::vector<int> cpus = [] {
+    std::vector<int> all;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+      for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (CPU_ISSET(cpu, &set)) all.push_back(cpu);
+      }
+    }
+    return all;
+  }();
+  ASSERT_FALSE(cpus.empty());
+  const std::string first = std::to_string(cpus.front());
+  Start({"--training_devices=cpu:1", "--inference_cpus=" + first});
+  EXPECT_EQ(StatusField(server_->pid(), "Cpus_allowed_list"), first);
+  EXPECT_THAT(server_->log(), HasSubstr("serving on CPUs " + first + " (--inference_cpus)"));
+  ASSERT_TRUE(UploadSst2Tsv(server_->channel(), "sst2", Sst2DevRows(24)).ok());
+  const std::string id = SubmitJob(server_->channel(), Spec("pinned", 1000000)).id();
+  const pid_t worker = WaitForWorker(id);
+  ASSERT_GT(worker, 0);
+  const std::string all = cpus.size() == 1 ? first
+                                           : std::to_string(cpus.front()) + "-" + std::to_string(cpus.back());
+  if (cpus.back() - cpus.front() + 1 == static_cast<int>(cpus.size())) {
+    EXPECT_EQ(StatusField(worker, "Cpus_allowed_list"), all);
+  }
+  Cancel(id);
+  EXPECT_EQ(Wait(id, Final).state(), v1::JOB_STATE_CANCELLED);
+
+  // A CPU the process may not use stops the start, naming the flag.
+  server_.reset();
+  BertdProcess refused(data_dir_, {"--inference_cpus=4000"});
+  for (int i = 0; i < 100 && refused.log().find("--inference_cpus") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_THAT(refused.log(), HasSubstr("--inference_cpus: CPU 4000 is not one this process may use"));
+  EXPECT_EQ(refused.Terminate(30), 1);
 }
 
 }  // namespace

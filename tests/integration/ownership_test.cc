@@ -293,7 +293,9 @@ TEST_F(OwnershipTest, ListJobsPagesThroughTheCallersJobsOnly) {
     v1::Job job;
     ASSERT_TRUE(Submit(kAlice, "alice-data", "alice-model", &job).ok());
     alice_jobs.insert(alice_jobs.begin(), job.id());  // newest first
-    if (i % 3 == 0) ASSERT_TRUE(Submit(kBob, "bob-data", "bob-model", &job).ok());
+    if (i % 3 == 0) {
+      ASSERT_TRUE(Submit(kBob, "bob-data", "bob-model", &job).ok());
+    }
   }
   // Pages of 2, then the server's maximum of 3 for a larger page_size: the same jobs, in order.
   int pages = 0;

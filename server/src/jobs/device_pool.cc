@@ -121,4 +121,18 @@ absl::Status CheckDemandFits(const SlotDemand& demand, const std::vector<Slot>& 
   return absl::OkStatus();
 }
 
+std::vector<std::vector<int>> ShareCpus(const std::vector<int>& cpus, int slots) {
+  std::vector<std::vector<int>> shares(slots);
+  const int n = static_cast<int>(cpus.size());
+  if (n == 0) return shares;
+  for (int slot = 0; slot < slots; ++slot) {
+    if (n >= slots) {
+      for (int i = slot * n / slots; i < (slot + 1) * n / slots; ++i) shares[slot].push_back(cpus[i]);
+    } else {
+      shares[slot].push_back(cpus[slot % n]);
+    }
+  }
+  return shares;
+}
+
 }  // namespace bertd::jobs

@@ -47,6 +47,10 @@ std::string DescribePool(const std::vector<Slot>& slots);
 // Slots of `type` in `pool`.
 int CountSlots(const std::vector<Slot>& pool, DeviceType type);
 
+// `cpus` shared out among `slots` CPU slots: consecutive runs, every slot at least one (slots
+// outnumbering CPUs share them round-robin).
+std::vector<std::vector<int>> ShareCpus(const std::vector<int>& cpus, int slots);
+
 // What a job holds while it runs: `count` slots of one type (nullopt: any type). 0 slots: the
 // job runs elsewhere (external launcher) and only its supervision runs here.
 struct SlotDemand {

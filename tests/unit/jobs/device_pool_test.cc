@@ -82,5 +82,15 @@ TEST(DemandTest, AJobThatCanNeverFitIsRefusedNamingTheField) {
   EXPECT_TRUE(CheckDemandFits({DeviceType::kCuda, 8}, {}).ok());
 }
 
+TEST(ShareCpusTest, ConsecutiveRunsOrRoundRobin) {
+  using Shares = std::vector<std::vector<int>>;
+  EXPECT_EQ(ShareCpus({0, 1, 2, 3}, 2), (Shares{{0, 1}, {2, 3}}));
+  EXPECT_EQ(ShareCpus({0, 1, 2, 3, 4}, 2), (Shares{{0, 1}, {2, 3, 4}}));
+  EXPECT_EQ(ShareCpus({4, 6}, 1), (Shares{{4, 6}}));
+  EXPECT_EQ(ShareCpus({0, 1}, 3), (Shares{{0}, {1}, {0}}));  // more slots than CPUs
+  EXPECT_EQ(ShareCpus({}, 2), (Shares{{}, {}}));
+  EXPECT_TRUE(ShareCpus({0, 1}, 0).empty());
+}
+
 }  // namespace
 }  // namespace bertd::jobs
