@@ -1,6 +1,7 @@
 #ifndef BERTD_TESTS_TEST_UTIL_H_
 #define BERTD_TESTS_TEST_UTIL_H_
 
+#include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -58,5 +59,28 @@ bool SharedFileExists(const std::string& relative_path);
 // SharedDir() + "/" + relative_path.
 std::string SharedPath(const std::string& relative_path);
 }  // namespace bertd::testing
+
+// Tests that need a CUDA device (registered with bertd_add_gpu_test, CTest label `gpu`) start
+// with BERTD_REQUIRE_CUDA(): it skips the test, saying why, when torch::cuda::is_available() is
+// false, and fails it instead when BERTD_REQUIRE_CUDA_DEVICE=1 (scripts/gpu-check.sh without
+// --build-only, on a GPU machine). The test includes <torch/cuda.h>; BERTD_HAVE_CUDA comes from
+// the bertd_backends target, which bertd_add_gpu_test links.
+#if defined(BERTD_HAVE_CUDA) && BERTD_HAVE_CUDA
+#define BERTD_CUDA_BUILD_NOTE "LibTorch has CUDA, but no GPU or driver is visible"
+#elif defined(BERTD_HAVE_CUDA)
+#define BERTD_CUDA_BUILD_NOTE "this build's LibTorch has no CUDA (BERTD_HAVE_CUDA=0)"
+#else
+#define BERTD_CUDA_BUILD_NOTE "BERTD_HAVE_CUDA unknown: link bertd_backends"
+#endif
+#define BERTD_REQUIRE_CUDA()                                                                  \
+  do {                                                                                        \
+    if (!::torch::cuda::is_available()) {                                                     \
+      const char* bertd_require = std::getenv("BERTD_REQUIRE_CUDA_DEVICE");                   \
+      if (bertd_require != nullptr && std::string(bertd_require) == "1") {                    \
+        FAIL() << "no CUDA device: " BERTD_CUDA_BUILD_NOTE " (BERTD_REQUIRE_CUDA_DEVICE=1)"; \
+      }                                                                                       \
+      GTEST_SKIP() << "no CUDA device: " BERTD_CUDA_BUILD_NOTE;                               \
+    }                                                                                         \
+  } while (0)
 
 #endif  // BERTD_TESTS_TEST_UTIL_H_

@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <atomic>
 #include <chrono>
@@ -66,6 +67,9 @@ class SumAndTimeHook : public c10d::CommHookInterface {
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  // What broadcast_coalesced and the Reducer take: `group` itself before LibTorch 2; from 2.0,
+  // where Gloo is a c10d::Backend, a ProcessGroup that dispatches CPU tensors to `group`.
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group;
   std::unique_ptr<c10d::Reducer> reducer;
   std::atomic<int64_t> allreduce_nanoseconds{0};
 };
@@ -132,6 +136,16 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Join(const Rendezvou
     options->threads = 2;
     impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, config.rank,
                                                               config.world_size, options);
+#if TORCH_VERSION_MAJOR >= 2
+    impl->process_group =
+        c10::make_intrusive<c10d::ProcessGroup>(impl->store, config.rank, config.world_size);
+    const c10::intrusive_ptr<c10d::Backend> backend = impl->group;
+    impl->process_group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO,
+                                    backend);
+    impl->process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+#else
+    impl->process_group = impl->group;
+#endif
   } catch (const std::exception& e) {
     return FromException(
         absl::StrCat("rendezvous with ", config.world_size, " ranks at ", config.master_addr, ":",
@@ -148,7 +162,7 @@ absl::Status DataParallel::BroadcastFromRankZero(torch::nn::Module& model) {
     std::vector<at::Tensor> tensors;
     for (const at::Tensor& p : model.parameters()) tensors.push_back(p);
     for (const at::Tensor& b : model.buffers()) tensors.push_back(b);
-    c10d::broadcast_coalesced(impl_->group, tensors, 250 << 20, 0);
+    c10d::broadcast_coalesced(impl_->process_group, tensors, 250 << 20, 0);
   } catch (const std::exception& e) {
     return FromException("broadcasting rank 0's weights", e);
   }
@@ -171,12 +185,22 @@ absl::Status DataParallel::Attach(torch::nn::Module& model, int64_t bucket_bytes
     // As DDP: gradients arrive roughly in reverse order of definition.
     std::reverse(buckets.begin(), buckets.end());
     std::reverse(limits.begin(), limits.end());
+#if TORCH_VERSION_MAJOR >= 2
+    // LibTorch 2.x (as of 2.15) takes no per-bucket limits; an empty cap list keeps its defaults.
+    (void)limits;
     impl_->reducer = std::make_unique<c10d::Reducer>(
-        parameters, std::move(buckets), std::move(limits), impl_->group, sparse, bucket_bytes,
+        parameters, std::move(buckets), impl_->process_group, sparse, bucket_bytes,
         /*find_unused_parameters=*/true, /*gradient_as_bucket_view=*/false, std::move(names),
-        kFirstBucketBytes);
+        kFirstBucketBytes, /*skip_all_reduce_unused_params=*/false,
+        /*use_python_reducer=*/false, /*bucket_bytes_cap_list=*/std::vector<int64_t>{});
+#else
+    impl_->reducer = std::make_unique<c10d::Reducer>(
+        parameters, std::move(buckets), std::move(limits), impl_->process_group, sparse,
+        bucket_bytes, /*find_unused_parameters=*/true, /*gradient_as_bucket_view=*/false,
+        std::move(names), kFirstBucketBytes);
+#endif
     impl_->reducer->register_comm_hook(
-        std::make_unique<SumAndTimeHook>(impl_->group, &impl_->allreduce_nanoseconds));
+        std::make_unique<SumAndTimeHook>(impl_->process_group, &impl_->allreduce_nanoseconds));
   } catch (const std::exception& e) {
     return FromException("setting up gradient all-reduce", e);
   }
