@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -283,6 +284,44 @@ TEST_F(HostileInputTest, UploadsPastTheConcurrencyCapOrTheDiskQuotaAreRefused) {
   }
   EXPECT_TRUE(UploadSst2Tsv(server.channel(), "small", Sst2DevRows(4)).ok());
   EXPECT_TRUE(server.WaitUntilServing("", 5));
+}
+
+// A torch.save checkpoint whose tensor is a stride-0 view (torch.zeros(1).expand(65536, 65536)):
+// one stored float standing for 4 Gi of them. Materialized it would take 16 GiB; the loader refuses
+// it, the model fails to load with the reason, and the server keeps serving.
+TEST_F(HostileInputTest, AStrideZeroCheckpointFailsItsModelOnly) {
+  BERTD_REQUIRE_SHARED("fixtures/tiny-bert/classifier/config.json");
+  InstallFixtureModel("classifier", data_dir_ + "/models", "hostile");
+  InstallFixtureModel("classifier", data_dir_ + "/models", "fine");
+  const std::string dir = data_dir_ + "/models/hostile/1";
+  std::filesystem::remove(dir + "/model.safetensors");
+  const std::string command =
+      "/usr/bin/python3 -c 'import sys, torch; torch.save({\"bert.embeddings.word_embeddings.weight\": "
+      "torch.zeros(1).expand(65536, 65536)}, sys.argv[1])' " + dir + "/pytorch_model.bin";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command << " (needs python3-torch)";
+  ASSERT_LT(std::filesystem::file_size(dir + "/pytorch_model.bin"), 100000u);
+
+  BertdProcess server(data_dir_, {"--training_devices=none"});
+  ASSERT_TRUE(server.WaitUntilServing()) << server.log();
+  auto models = v1::ModelService::NewStub(server.channel());
+  grpc::ClientContext context;
+  v1::GetModelRequest request;
+  request.set_model("hostile");
+  v1::ModelInfo info;
+  ASSERT_TRUE(models->GetModel(&context, request, &info).ok());
+  EXPECT_EQ(info.state(), v1::MODEL_STATE_FAILED);
+  EXPECT_THAT(info.load_error(),
+              HasSubstr("a tensor of 4294967296 elements does not fit its storage of 1"));
+  // The other model serves.
+  auto inference = v1::InferenceService::NewStub(server.channel());
+  grpc::ClientContext classify_context;
+  v1::ClassifyRequest classify;
+  classify.set_model("fine");
+  classify.add_inputs()->set_text("a fine film");
+  v1::ClassifyResponse response;
+  grpc::Status status = inference->Classify(&classify_context, classify, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.results_size(), 1);
 }
 
 }  // namespace
