@@ -5,6 +5,7 @@
 #include <exception>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -224,8 +225,14 @@ void JobScheduler::Dispatch() {
     return;
   }
   std::set<DeviceType> reserved;  // held back for an earlier job that does not fit yet
+  std::map<std::string, SlotDemand> demands;
+  // Whatever happens below, the next pass knows the demands of the jobs still queued.
+  absl::Cleanup keep = [&] { demands_ = std::move(demands); };
   for (const JobRecord& job : *queue) {
-    const SlotDemand demand = demand_ ? demand_(job) : SlotDemand{};
+    auto known = demands_.find(job.id);
+    const SlotDemand demand =
+        known != demands_.end() ? known->second : (demand_ ? demand_(job) : SlotDemand{});
+    demands[job.id] = demand;
     if (absl::Status fits = CheckDemandFits(demand, slots_); !fits.ok()) {
       store_->Finish(job.id, JobState::kFailed,
                      absl::StrCat(fits.message(), " (the pool is smaller than when it was submitted)"), "")

@@ -139,6 +139,9 @@ class JobScheduler {
   std::vector<std::string> slot_jobs_ ABSL_GUARDED_BY(mu_);          // by slot, "" when free
   std::map<std::string, std::thread> job_threads_ ABSL_GUARDED_BY(mu_);  // by job id
   std::vector<std::string> ended_ ABSL_GUARDED_BY(mu_);  // job ids whose thread is done
+  // What each queued job needs, worked out (its spec parsed) once rather than on every pass.
+  // Used by the dispatcher thread only; entries leave with the job's last pass in the queue.
+  std::map<std::string, SlotDemand> demands_;
 };
 
 }  // namespace bertd::jobs
