@@ -19,16 +19,17 @@ bool LossScaler::UnscaleAndCheck(const std::vector<at::Tensor>& parameters) cons
   if (!options_.enabled) return false;
   torch::NoGradGuard no_grad;
   const double inverse = 1.0 / state_.scale;
-  // One flag per device, summed at the end: no host synchronization per parameter.
+  // One flag kept on the gradients' device and read once at the end: a single host
+  // synchronization per step, not one per parameter.
   at::Tensor non_finite;
   for (const at::Tensor& parameter : parameters) {
     at::Tensor grad = parameter.grad();
     if (!grad.defined()) continue;
     grad.mul_(inverse);
-    at::Tensor bad = grad.isfinite().logical_not().any().to(torch::kFloat).to(torch::kCPU);
-    non_finite = non_finite.defined() ? non_finite + bad : bad;
+    at::Tensor bad = grad.isfinite().logical_not().any();
+    non_finite = non_finite.defined() ? non_finite.logical_or(bad.to(non_finite.device())) : bad;
   }
-  return non_finite.defined() && non_finite.item<float>() > 0;
+  return non_finite.defined() && non_finite.item<bool>();
 }
 
 void LossScaler::Update(bool found_inf) {
