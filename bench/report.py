@@ -76,7 +76,7 @@ def main():
     fwd = kind("forward")
     impls = [
         ("PyTorch 1.13 eager (Python)", lambda b: best(fwd, "seq_per_s", lambda r: r.get("impl") == "pytorch-eager" and r["batch"] == b)),
-        ("ONNX Runtime (onnxruntime-node)", lambda b: best(fwd, "seq_per_s", lambda r: r.get("impl") == "onnxruntime-node" and r["batch"] == b)),
+        ("ONNX Runtime (onnxruntime, Python)", lambda b: best(fwd, "seq_per_s", lambda r: r.get("impl") == "onnxruntime-python" and r["batch"] == b)),
         ("bertd LibTorch path (BertImpl, fp32)", lambda b: best(fwd, "seq_per_s", gb(f"BM_Forward/impl:0/shape:1/batch:{b}/seq:128"))),
         ("bertd fast path fp32 (oneDNN)", lambda b: best(fwd, "seq_per_s", gb(f"BM_Forward/impl:1/shape:1/batch:{b}/seq:128"))),
         ("bertd fast path bf16 (oneDNN)", lambda b: best(fwd, "seq_per_s", gb(f"BM_Forward/impl:2/shape:1/batch:{b}/seq:128"))),
@@ -228,7 +228,7 @@ a padded batch *would* have (batch x longest); the fast path does not compute it
 
 | implementation | MB/s | vs HF |
 |---|---:|---:|
-| Hugging Face tokenizers {next((r.get('version') for r in tok if r.get('impl') == 'hf-tokenizers'), '')} (npm, Rust), `encodeBatch`, RAYON_NUM_THREADS=1, taskset one core | {fmt(hf)} | 1.00x |
+| Hugging Face tokenizers {next((r.get('version') for r in tok if r.get('impl') == 'hf-tokenizers'), '')} (PyPI, Rust library from Python), `encode_batch`, RAYON_NUM_THREADS=1, taskset one core | {fmt(hf)} | 1.00x |
 | bertd `BertTokenizer::Encode` (ids, types, offsets, tokens), taskset one core | {fmt(ours)} | {fmt(ratio(ours, hf))}x |
 
 Output identical to Hugging Face's on every text: **{identity.get('identical')}** (ids compared line by line).

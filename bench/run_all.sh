@@ -6,8 +6,10 @@
 #   BENCH_SECONDS=3 ROUNDS=1 bench/run_all.sh   # quick pass (~10 min), noisier
 #
 # References, installed here if missing: PyTorch eager (Debian python3-torch, /usr/bin/python3),
-# ONNX Runtime (npm onnxruntime-node, --ignore-scripts) on the same model exported by
-# torch.onnx.export, Hugging Face tokenizers (npm tokenizers). Every measurement alternates between
+# ONNX Runtime (PyPI onnxruntime, Python bindings) on the same model exported by
+# torch.onnx.export, Hugging Face tokenizers (PyPI tokenizers, Python bindings of the Rust library).
+# The two PyPI packages, pinned below, live in a virtual environment outside the clone,
+# $BERTD_BENCH_VENV (default ~/.cache/bertd/bench-venv). Every measurement alternates between
 # the implementations (ROUNDS times) so that load from other processes hits all of them alike; the
 # tables report ratios of the best round of each. Benchmarks never run from `make test`.
 set -euo pipefail
@@ -24,6 +26,12 @@ SERVE_SECONDS=${SERVE_SECONDS:-30}
 TRAIN_SECS=${TRAIN_SECONDS:-$((SECS > 15 ? SECS : 15))}
 CONCURRENCY=${CONCURRENCY:-64}
 PY=/usr/bin/python3
+# Pinned references: onnxruntime 1.30 as the Node.js bindings (onnxruntime-node@1.30) before,
+# tokenizers 0.23.2 as in the published tokenizer table.
+ORT_PIN='onnxruntime==1.30.*'
+TOKENIZERS_PIN='tokenizers==0.23.2'
+VENV=${BERTD_BENCH_VENV:-$HOME/.cache/bertd/bench-venv}
+VPY=$VENV/bin/python
 RESULTS=$WORK/results.jsonl
 STARTED=$(date +%s)
 
@@ -32,25 +40,30 @@ log() { echo "run_all: $*" >&2; }
 # --- dependencies ---------------------------------------------------------------------------
 "$ROOT/scripts/install-deps.sh"
 missing=()
-for pkg in libbenchmark-dev python3-matplotlib nodejs npm; do
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+apt_install() {
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@"
+}
+for pkg in libbenchmark-dev python3-matplotlib; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    # nodejs from another source may ship npm itself.
-    if [[ $pkg == npm ]] && command -v npm >/dev/null; then continue; fi
-    if [[ $pkg == nodejs ]] && command -v node >/dev/null; then continue; fi
     missing+=("$pkg")
   fi
 done
 if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
 fi
-mkdir -p "$WORK/npm"
-if [[ ! -d $WORK/npm/node_modules/onnxruntime-node || ! -d $WORK/npm/node_modules/tokenizers ]]; then
-  (cd "$WORK/npm" && npm init -y >/dev/null &&
-   npm install --ignore-scripts --no-audit --no-fund onnxruntime-node@1.30 tokenizers >&2)
+# The venv is made from Debian's python3; without python3-venv (which gives it ensurepip) that fails
+# half-way, and is made again in the same directory once the package is installed.
+if [[ ! -x $VPY ]] || ! "$VPY" -m pip --version >/dev/null 2>&1; then
+  mkdir -p "$(dirname "$VENV")"
+  if ! $PY -m venv "$VENV" >&2; then
+    apt_install python3-venv
+    $PY -m venv "$VENV" >&2
+  fi
 fi
-export NODE_PATH=$WORK/npm/node_modules
+# A no-op (and offline) once the pinned versions are there.
+"$VPY" -m pip install -q --disable-pip-version-check "$ORT_PIN" "$TOKENIZERS_PIN" >&2
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBERTD_BUILD_BENCH=ON >&2
 cmake --build "$BUILD" -j "$(nproc)" --target bench_model bench_tokenizer bench_load bertd >&2
@@ -88,7 +101,7 @@ export BERTD_BENCH_VOCAB_DIR=$VOCAB_DIR BERTD_BENCH_TEXTS=$WORK/sst2_train.txt
 "$BUILD/bench/bench_tokenizer" --dump_ids="$WORK/bertd_ids.txt"
 for round in $(seq "$ROUNDS"); do
   record tokenizer "$(RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false taskset -c 0 \
-    node "$ROOT/bench/reference_tokenizer.js" "$VOCAB_DIR/vocab.txt" "$WORK/sst2_train.txt" "$SECS" \
+    "$VPY" "$ROOT/bench/reference_tokenizer.py" "$VOCAB_DIR/vocab.txt" "$WORK/sst2_train.txt" "$SECS" \
     "$WORK/hf_ids.txt")"
   gbench tokenizer '^BM_Encode' taskset -c 0 "$BUILD/bench/bench_tokenizer"
 done
@@ -105,7 +118,7 @@ for round in $(seq "$ROUNDS"); do
   for batch in 1 32; do
     record forward "$($PY "$ROOT/bench/reference_torch.py" --mode forward --batch $batch \
       --threads "$THREADS" --seconds "$SECS" 2>/dev/null)"
-    record forward "$(node "$ROOT/bench/reference_ort.js" "$ONNX" $batch 128 "$THREADS" "$SECS")"
+    record forward "$("$VPY" "$ROOT/bench/reference_ort.py" "$ONNX" $batch 128 "$THREADS" "$SECS")"
     for impl in 0 1 2; do
       gbench forward "^BM_Forward/impl:$impl/shape:1/batch:$batch/seq:128/" "$BUILD/bench/bench_model"
     done

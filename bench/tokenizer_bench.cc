@@ -1,6 +1,6 @@
 // Tokenizer throughput on real text: BertTokenizer::Encode ([CLS] ... [SEP], offsets, tokens) over
 // every line of a text file, one thread. Bytes/s is the figure to compare with Hugging Face's
-// tokenizers (bench/reference_tokenizer.js).
+// tokenizers (bench/reference_tokenizer.py).
 //   BERTD_BENCH_VOCAB_DIR=dir-with-vocab.txt BERTD_BENCH_TEXTS=one-text-per-line.txt bench_tokenizer
 //   bench_tokenizer --dump_ids=FILE   writes the ids of every text, one line each, and exits.
 #include <benchmark/benchmark.h>
