@@ -80,7 +80,7 @@ absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registr
   const model::BertConfig& config = loaded.config;
   if (servable->tokenizer_->vocab().size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "vocab.txt has ", servable->tokenizer_->vocab().size(),
+        "the tokenizer's vocabulary has ", servable->tokenizer_->vocab().size(),
         " tokens but config.json vocab_size is ", config.vocab_size));
   }
 

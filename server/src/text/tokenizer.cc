@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "text/tokenizer_json.h"
 
 namespace bertd::text {
 namespace {
@@ -140,25 +141,44 @@ absl::StatusOr<BertTokenizer> BertTokenizer::Create(Vocab vocab, TokenizerOption
   FramingTokens framing{
       {cls_id, special.cls, 0, 0}, {sep_id, special.sep, 0, 0}, {pad_id, special.pad, 0, 0}};
   auto shared_vocab = std::make_shared<const Vocab>(std::move(vocab));
-  WordPiece wordpiece(shared_vocab, unk_id);
+  WordPiece wordpiece(shared_vocab, unk_id, options.max_input_chars_per_word);
   return BertTokenizer(std::move(shared_vocab), std::move(options),
                        BasicTokenizer(basic_options, std::move(unsplittable)), std::move(wordpiece),
                        std::move(framing), unk_id, mask_id);
 }
 
 absl::StatusOr<BertTokenizer> BertTokenizer::FromDirectory(const std::string& model_dir) {
-  BERTD_ASSIGN_OR_RETURN(Vocab vocab, Vocab::Load(JoinPath(model_dir, kVocabFileName)));
+  std::error_code ec;
+  const std::string json_path = JoinPath(model_dir, kTokenizerJsonFileName);
+  std::optional<TokenizerJson> fast;
+  if (std::filesystem::exists(json_path, ec)) {
+    BERTD_ASSIGN_OR_RETURN(TokenizerJson parsed, ReadTokenizerJson(json_path));
+    fast = std::move(parsed);
+  }
+  Vocab vocab = Vocab::FromTokens({});
   TokenizerOptions options;
   std::optional<bool> do_lower_case;
+  if (fast.has_value()) {
+    vocab = std::move(fast->vocab);
+    options = std::move(fast->options);
+    do_lower_case = options.do_lower_case;
+  } else {
+    BERTD_ASSIGN_OR_RETURN(vocab, Vocab::Load(JoinPath(model_dir, kVocabFileName)));
+  }
   const std::string config_path = JoinPath(model_dir, kConfigFileName);
-  std::error_code ec;
   if (std::filesystem::exists(config_path, ec)) {
     BERTD_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(config_path));
     absl::StatusOr<Json> config = ParseJson(contents);
     if (!config.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(config_path, ": ", config.status().message()));
     }
+    const SpecialTokens framing = options.special_tokens;
     BERTD_RETURN_IF_ERROR(ApplyConfig(*config, config_path, &options, &do_lower_case));
+    if (fast.has_value()) {
+      // tokenizer.json's post-processor frames the sequences, whatever the config names.
+      options.special_tokens.cls = framing.cls;
+      options.special_tokens.sep = framing.sep;
+    }
   }
   // An uncased vocabulary cannot match uppercase text, so its text must have been lowercased.
   options.do_lower_case = do_lower_case.value_or(!vocab.HasUppercase());

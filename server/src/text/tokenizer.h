@@ -38,6 +38,8 @@ struct TokenizerOptions {
   // Extra tokens that, like the special tokens, are matched verbatim and never split.
   std::vector<std::string> never_split;
   SpecialTokens special_tokens;
+  // Longer words become the unknown token (tokenizer.json's model.max_input_chars_per_word).
+  int max_input_chars_per_word = WordPiece::kDefaultMaxInputCharsPerWord;
 };
 
 // BERT's WordPiece tokenizer, matching Hugging Face's BertTokenizerFast token for token, including
@@ -46,13 +48,17 @@ class BertTokenizer {
  public:
   static constexpr absl::string_view kVocabFileName = "vocab.txt";
   static constexpr absl::string_view kConfigFileName = "tokenizer_config.json";
+  static constexpr absl::string_view kTokenizerJsonFileName = "tokenizer.json";
 
   // INVALID_ARGUMENT when the vocabulary lacks the unknown, [CLS], [SEP] or [PAD] token.
   static absl::StatusOr<BertTokenizer> Create(Vocab vocab, TokenizerOptions options);
 
-  // Loads vocab.txt and, when present, tokenizer_config.json (do_lower_case, strip_accents,
-  // tokenize_chinese_chars, model_max_length, never_split, special tokens). Without a
-  // do_lower_case setting the text is lowercased iff the vocabulary has no uppercase entries.
+  // Loads the tokenizer as transformers' AutoTokenizer would: tokenizer.json when the directory has
+  // one (the "fast" tokenizer; see text/tokenizer_json.h), else vocab.txt; then, when present,
+  // tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars, model_max_length,
+  // never_split, special tokens), whose settings override tokenizer.json's normalizer as
+  // BertTokenizerFast's do. With vocab.txt and no do_lower_case setting, the text is lowercased
+  // iff the vocabulary has no uppercase entries.
   static absl::StatusOr<BertTokenizer> FromDirectory(const std::string& model_dir);
 
   // Writes vocab.txt and a tokenizer_config.json that Hugging Face's AutoTokenizer can load.

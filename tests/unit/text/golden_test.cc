@@ -14,16 +14,22 @@ namespace {
 
 using Offsets = std::vector<std::pair<int32_t, int32_t>>;
 
-TEST(GoldenTest, MatchesHuggingFaceTokensIdsAndOffsets) {
+// The same tokenizer as vocab.txt (classifier/) and as the tokenizers library's tokenizer.json
+// (classifier-tokenizer-json/, no vocab.txt there).
+class GoldenTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GoldenTest, MatchesHuggingFaceTokensIdsAndOffsets) {
   BERTD_REQUIRE_SHARED("fixtures/tiny-bert/golden.json");
+  BERTD_REQUIRE_SHARED(GetParam());
   absl::StatusOr<std::string> contents =
       ReadFileToString(testing::SharedPath("fixtures/tiny-bert/golden.json"));
   ASSERT_TRUE(contents.ok()) << contents.status();
   const nlohmann::json golden = nlohmann::json::parse(*contents);
 
-  // No tokenizer_config.json there: lowercasing must be detected from the uncased vocabulary.
+  // No tokenizer_config.json there: lowercasing comes from the uncased vocabulary (vocab.txt) or
+  // from the normalizer (tokenizer.json).
   absl::StatusOr<BertTokenizer> tokenizer =
-      BertTokenizer::FromDirectory(testing::SharedPath("fixtures/tiny-bert/classifier"));
+      BertTokenizer::FromDirectory(testing::SharedPath(GetParam()));
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   EXPECT_TRUE(tokenizer->options().do_lower_case);
   EXPECT_TRUE(tokenizer->strip_accents());
@@ -62,6 +68,10 @@ TEST(GoldenTest, MatchesHuggingFaceTokensIdsAndOffsets) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(VocabTxtAndTokenizerJson, GoldenTest,
+                         ::testing::Values("fixtures/tiny-bert/classifier",
+                                           "fixtures/tiny-bert/classifier-tokenizer-json"));
 
 }  // namespace
 }  // namespace bertd::text
