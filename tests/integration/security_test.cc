@@ -264,6 +264,7 @@ int NeededRole(const std::string& method) {
       {"/bertd.v1.InferenceService/PredictNextSentence", 0},
       {"/bertd.v1.InferenceService/ExtractSpan", 0},
       {"/bertd.v1.InferenceService/FillMask", 0},
+      {"/bertd.v1.InferenceService/Embed", 0},
       {"/bertd.v1.InferenceService/Tokenize", 0},
       {"/bertd.v1.ModelService/ListModels", 0},
       {"/bertd.v1.ModelService/GetModel", 0},
@@ -316,7 +317,7 @@ class TokenTest : public SecurityTest {
 
 TEST_F(TokenTest, EveryRpcChecksTheRoleOfItsToken) {
   const std::vector<std::string> methods = AllBertdMethods();
-  ASSERT_EQ(methods.size(), 20u)
+  ASSERT_EQ(methods.size(), 21u)
       << "a new RPC: declare its role in the .proto (option (bertd.v1.required_role)) and here";
   const std::pair<const char*, int> callers[] = {
       {kReaderToken, 0}, {kTrainerToken, 1}, {kAdminToken, 2}};

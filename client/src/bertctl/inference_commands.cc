@@ -1,7 +1,8 @@
-// classify, nsp, qa, fill-mask, tokenize: one input from the command line, or many from stdin.
+// classify, nsp, qa, fill-mask, embed, tokenize: one input from the command line, or many from stdin.
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,9 @@ struct InferenceOptions {
   std::string context_file;
   int top_k = 0;
   int batch_size = 32;
+  std::string pooling;               // embed: "", cls, mean, max
+  std::optional<bool> normalize;     // embed: unset = the model's own
+  bool token_embeddings = false;     // embed
 };
 
 std::unique_ptr<v1::InferenceService::Stub> Stub(Globals& globals) {
@@ -324,6 +328,71 @@ int RunTokenize(Globals& globals, const InferenceOptions& o, bool text_given) {
   return kExitOk;
 }
 
+v1::Pooling ParsePooling(const std::string& name) {
+  if (name.empty()) return v1::POOLING_UNSPECIFIED;
+  if (name == "cls") return v1::POOLING_CLS;
+  if (name == "mean") return v1::POOLING_MEAN;
+  return v1::POOLING_MAX;  // CLI11 checked the choices
+}
+
+const char* PoolingLabel(v1::Pooling pooling) {
+  switch (pooling) {
+    case v1::POOLING_CLS:
+      return "cls";
+    case v1::POOLING_MAX:
+      return "max";
+    default:
+      return "mean";
+  }
+}
+
+int RunEmbed(Globals& globals, const InferenceOptions& o, bool text_given) {
+  auto stub = Stub(globals);
+  auto embed = [&](const std::vector<client::InputRecord>& records, v1::EmbedResponse* response) {
+    v1::EmbedRequest request;
+    request.set_model(o.model);
+    request.set_pooling(ParsePooling(o.pooling));
+    if (o.normalize.has_value()) request.set_normalize(*o.normalize);
+    request.set_include_token_embeddings(o.token_embeddings);
+    for (const auto& record : records) {
+      auto* input = request.add_inputs();
+      input->set_text(record.text);
+      input->set_text_pair(record.text_pair.empty() ? o.pair : record.text_pair);
+    }
+    grpc::ClientContext context;
+    client::ConfigureContext(globals.connection, &context);
+    return stub->Embed(&context, request, response);
+  };
+  if (ReadsStdin(o.text, text_given)) {
+    return RunBatches(globals, o.batch_size, false, "embed",
+                      [&](const auto& records, std::vector<std::string>* lines) {
+                        v1::EmbedResponse response;
+                        grpc::Status status = embed(records, &response);
+                        for (const auto& result : response.embeddings()) {
+                          lines->push_back(ToJson(result, false));
+                        }
+                        return status;
+                      });
+  }
+  client::InputRecord record;
+  record.text = o.text;
+  v1::EmbedResponse response;
+  grpc::Status status = embed({record}, &response);
+  if (!status.ok()) return FailRpc(globals, status, "embed");
+  if (globals.json()) {
+    PrintJson(response);
+    return kExitOk;
+  }
+  const v1::Embedding& embedding = response.embeddings(0);
+  Table table({"dimensions", "pooling", "normalized", "tokens", "truncated"});
+  table.Add({absl::StrCat(response.dimensions()), PoolingLabel(response.pooling()),
+             response.normalized() ? "yes" : "no", absl::StrCat(embedding.num_tokens()),
+             embedding.truncated() ? "yes" : "no"});
+  table.Print();
+  std::printf("%s\n", absl::StrJoin(embedding.vector(), " ").c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddInferenceCommands(CLI::App& app, Globals& globals, Commands& commands) {
@@ -364,6 +433,22 @@ void AddInferenceCommands(CLI::App& app, Globals& globals, Commands& commands) {
     cmd->add_option("-k,--top-k", o->top_k, "Predictions per mask (default 5)")->check(CLI::Range(1, 100));
     AddCommonFlags(cmd, o.get(), true);
     commands.Add(cmd, [&globals, o, text] { return RunFillMask(globals, *o, text->count() > 0); });
+  }
+  {
+    auto o = std::make_shared<InferenceOptions>();
+    auto* cmd = app.add_subcommand("embed", "A vector per text: the model's pooled final hidden states");
+    auto* text = cmd->add_option("text", o->text, absl::StrCat("Text", kStdinHelp));
+    cmd->add_option("--pair", o->pair, "Second text of a pair");
+    cmd->add_option("--pooling", o->pooling, "cls, mean or max (default: the model's own)")
+        ->check(CLI::IsMember({"cls", "mean", "max"}));
+    cmd->add_flag_function(
+        "--normalize,!--no-normalize",
+        [o](int64_t count) { o->normalize = count > 0; },
+        "L2-normalize the vectors (default: the model's own)");
+    cmd->add_flag("--token-embeddings", o->token_embeddings,
+                  "Also print every token's final hidden state (JSON output)");
+    AddCommonFlags(cmd, o.get(), true);
+    commands.Add(cmd, [&globals, o, text] { return RunEmbed(globals, *o, text->count() > 0); });
   }
   {
     auto o = std::make_shared<InferenceOptions>();

@@ -299,6 +299,68 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::FillMask(grpc::CallbackServerCon
   return call->reactor();
 }
 
+grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(grpc::CallbackServerContext* context,
+                                                      const v1::EmbedRequest* request,
+                                                      v1::EmbedResponse* response) {
+  auto call = std::make_shared<Call>(context);
+  if (absl::Status denied = CallerOf(*context).status(); !denied.ok()) {
+    call->Finish(denied);
+    return call->reactor();
+  }
+  std::string model_version;
+  auto servable =
+      ResolveFor(registry_, request->model(), Task::kEmbedding, call.get(), &model_version);
+  if (!servable) return call->reactor();
+  auto inputs = ToTextPairs(request->inputs(), limits_);
+  if (!inputs.ok()) {
+    call->Finish(inputs.status());
+    return call->reactor();
+  }
+  inference::EmbedOptions options;
+  switch (request->pooling()) {
+    case v1::POOLING_UNSPECIFIED:
+      break;
+    case v1::POOLING_CLS:
+      options.pooling = inference::Pooling::kCls;
+      break;
+    case v1::POOLING_MEAN:
+      options.pooling = inference::Pooling::kMean;
+      break;
+    case v1::POOLING_MAX:
+      options.pooling = inference::Pooling::kMax;
+      break;
+    default:
+      call->Finish(absl::InvalidArgumentError(
+          absl::StrCat("pooling is ", request->pooling(), "; expected POOLING_CLS, _MEAN or _MAX")));
+      return call->reactor();
+  }
+  if (request->has_normalize()) options.normalize = request->normalize();
+  options.token_states = request->include_token_embeddings();
+  const inference::Pooling pooling = options.pooling.value_or(servable->embedding_config().pooling);
+  response->set_model_version(model_version);
+  response->set_dimensions(servable->hidden_size());
+  response->set_pooling(pooling == inference::Pooling::kCls   ? v1::POOLING_CLS
+                        : pooling == inference::Pooling::kMax ? v1::POOLING_MAX
+                                                              : v1::POOLING_MEAN);
+  response->set_normalized(options.normalize.value_or(servable->embedding_config().normalize));
+  servable->Embed(
+      *inputs, options, call->RequestContext(),
+      [call, response, servable](absl::StatusOr<std::vector<inference::EmbeddingResult>> results) {
+        if (!results.ok()) return call->Finish(results.status());
+        for (auto& result : *results) {
+          v1::Embedding* out = response->add_embeddings();
+          out->mutable_vector()->Add(result.vector.begin(), result.vector.end());
+          out->set_num_tokens(result.num_tokens);
+          out->set_truncated(result.truncated);
+          out->mutable_token_embeddings()->Add(result.token_states.begin(), result.token_states.end());
+        }
+        call->Finish(absl::OkStatus());
+      },
+      limits_.max_tokenize_tokens);
+  UpdateQueueDepth(metrics_, model_version, *servable);
+  return call->reactor();
+}
+
 grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerContext* context,
                                                          const v1::TokenizeRequest* request,
                                                          v1::TokenizeResponse* response) {

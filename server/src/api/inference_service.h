@@ -27,6 +27,9 @@ class InferenceServiceImpl final : public bertd::v1::InferenceService::CallbackS
   grpc::ServerUnaryReactor* FillMask(grpc::CallbackServerContext* context,
                                      const v1::FillMaskRequest* request,
                                      v1::FillMaskResponse* response) override;
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
+                                  const v1::EmbedRequest* request,
+                                  v1::EmbedResponse* response) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;

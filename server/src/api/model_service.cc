@@ -32,6 +32,8 @@ v1::Task ToProto(registry::Task task) {
       return v1::TASK_FILL_MASK;
     case registry::Task::kTokenization:
       return v1::TASK_TOKENIZATION;
+    case registry::Task::kEmbedding:
+      return v1::TASK_EMBEDDING;
   }
   return v1::TASK_UNSPECIFIED;
 }
@@ -58,6 +60,11 @@ void ToModelInfo(const registry::ModelStatus& status, v1::ModelInfo* info) {
   info->set_num_layers(d.num_layers);
   info->set_num_attention_heads(d.num_attention_heads);
   info->set_vocab_size(d.vocab_size);
+  info->set_embedding_pooling(d.embedding_pooling == "cls"   ? v1::POOLING_CLS
+                              : d.embedding_pooling == "max" ? v1::POOLING_MAX
+                                                             : v1::POOLING_MEAN);
+  info->set_embedding_normalized(d.embedding_normalized);
+  info->set_embedding_max_tokens(d.embedding_max_tokens);
 }
 
 ModelServiceImpl::ModelServiceImpl(registry::ModelRegistry* registry) : registry_(registry) {}

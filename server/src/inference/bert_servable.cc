@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "inference/embedding_config.h"
 #include "inference/model_runner.h"
 #include "inference/postprocess.h"
 #include "model/checkpoint.h"
@@ -52,6 +53,7 @@ std::vector<Task> TasksFor(const model::HeadSet& heads) {
   if (heads.next_sentence) tasks.push_back(Task::kNextSentencePrediction);
   if (heads.span) tasks.push_back(Task::kSpanExtraction);
   if (heads.masked_lm) tasks.push_back(Task::kFillMask);
+  tasks.push_back(Task::kEmbedding);  // every encoder embeds
   tasks.push_back(Task::kTokenization);
   return tasks;
 }
@@ -98,10 +100,17 @@ absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registr
   }
   servable->max_sequence_length_ = max_length;
   description.max_sequence_length = max_length;
+  BERTD_ASSIGN_OR_RETURN(EmbeddingConfig embedding, ReadEmbeddingConfig(directory));
+  servable->embedding_window_ = std::min(max_length, embedding.max_seq_length.value_or(max_length));
+  description.embedding_pooling = std::string(PoolingName(embedding.pooling));
+  description.embedding_normalized = embedding.normalize;
+  description.embedding_max_tokens = servable->embedding_window_;
   for (const auto& param : loaded.model->parameters()) description.parameter_count += param.numel();
   description.device = options.device;
   description.precision = "float32";
   description.warnings = loaded.report.Warnings();
+  for (std::string& warning : embedding.warnings) description.warnings.push_back(std::move(warning));
+  servable->embedding_ = std::move(embedding);
   description.hidden_size = config.hidden_size;
   description.num_layers = config.num_hidden_layers;
   description.num_attention_heads = config.num_attention_heads;
@@ -352,6 +361,57 @@ void BertServable::FillMask(const std::string& text, int top_k, const RequestCon
            }
            done(std::move(results));
          });
+}
+
+void BertServable::Embed(const std::vector<TextPair>& inputs, const EmbedOptions& embed,
+                         const RequestContext& context, Callback<std::vector<EmbeddingResult>> done,
+                         int64_t max_state_tokens) {
+  std::vector<std::shared_ptr<SequenceWork>> works;
+  std::vector<bool> truncated;
+  int64_t tokens = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::optional<absl::string_view> pair;
+    if (!inputs[i].text_pair.empty()) pair = inputs[i].text_pair;
+    // Encoded whole first, so that the response can say whether the window cut it.
+    text::EncodeOptions options;
+    options.max_length = 0;
+    options.truncation = text::EncodeOptions::Truncation::kNone;
+    absl::StatusOr<std::vector<text::Encoding>> encoding = tokenizer_->Encode(inputs[i].text, pair, options);
+    const bool cut = encoding.ok() && static_cast<int>(encoding->front().size()) > embedding_window_;
+    if (cut) {
+      options.max_length = embedding_window_;
+      options.truncation = text::EncodeOptions::Truncation::kLongestFirst;
+      encoding = tokenizer_->Encode(inputs[i].text, pair, options);
+    }
+    if (!encoding.ok()) {
+      return done(absl::InvalidArgumentError(absl::StrCat("inputs[", i, "]: ", encoding.status().message())));
+    }
+    tokens += static_cast<int64_t>(encoding->front().size());
+    if (embed.token_states && max_state_tokens > 0 && tokens > max_state_tokens) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          "include_token_embeddings: inputs[0..", i, "] make ", tokens, " tokens, more than the ",
+          max_state_tokens, " whose states one call may return (--max_tokenize_tokens)")));
+    }
+    auto work = MakeWork(Head::kEmbedding, encoding->front());
+    work->pooling = embed.pooling.value_or(embedding_.pooling);
+    work->normalize = embed.normalize.value_or(embedding_.normalize);
+    work->token_states = embed.token_states;
+    works.push_back(std::move(work));
+    truncated.push_back(cut);
+  }
+  Submit(works, context, [works, truncated, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) return done(status);
+    std::vector<EmbeddingResult> results;
+    for (size_t i = 0; i < works.size(); ++i) {
+      EmbeddingResult result;
+      result.vector = std::move(works[i]->embedding);
+      result.token_states = std::move(works[i]->states);
+      result.num_tokens = static_cast<int32_t>(works[i]->ids.size());
+      result.truncated = truncated[i];
+      results.push_back(std::move(result));
+    }
+    done(std::move(results));
+  });
 }
 
 absl::StatusOr<std::vector<text::Encoding>> BertServable::Tokenize(

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference/batcher.h"
+#include "inference/embedding_config.h"
 #include "inference/requests.h"
 #include "inference/sequence_work.h"
 #include "registry/model_registry.h"
@@ -59,6 +60,17 @@ class BertServable : public registry::Servable {
                    Callback<std::vector<SpanResult>> done);
   void FillMask(const std::string& text, int top_k, const RequestContext& context,
                 Callback<std::vector<MaskResult>> done);
+  // One vector per input (pooled final hidden states), from every model. Inputs longer than the
+  // embedding window (the model's, or sentence_bert_config.json's max_seq_length when smaller)
+  // are truncated, and the result says so. With token states, INVALID_ARGUMENT once the inputs
+  // make more than `max_state_tokens` tokens (0: no limit).
+  void Embed(const std::vector<TextPair>& inputs, const EmbedOptions& options,
+             const RequestContext& context, Callback<std::vector<EmbeddingResult>> done,
+             int64_t max_state_tokens = 0);
+  const EmbeddingConfig& embedding_config() const { return embedding_; }
+  int embedding_window() const { return embedding_window_; }
+  int hidden_size() const { return description_.hidden_size; }
+
   // INVALID_ARGUMENT once the inputs make more than `max_tokens` tokens (0: no limit).
   absl::StatusOr<std::vector<text::Encoding>> Tokenize(const std::vector<TextPair>& inputs,
                                                         int64_t max_tokens = 0) const;
@@ -78,6 +90,8 @@ class BertServable : public registry::Servable {
   std::vector<std::string> labels_;
   bool regression_ = false;
   int max_sequence_length_ = 0;
+  EmbeddingConfig embedding_;
+  int embedding_window_ = 0;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<DynamicBatcher> batcher_;
 };

@@ -19,6 +19,34 @@ std::vector<float> ToVector(const at::Tensor& tensor) {
 
 }  // namespace
 
+void ModelRunner::Pool(const at::Tensor& hidden, const std::vector<int64_t>& offsets,
+                       const std::vector<SequenceWork*>& works, const std::vector<int64_t>& rows) {
+  at::Tensor states = hidden.to(torch::kFloat).cpu();
+  for (int64_t b : rows) {
+    SequenceWork& work = *works[b];
+    const int64_t length = static_cast<int64_t>(work.ids.size());
+    at::Tensor tokens = states.slice(0, offsets[b], offsets[b] + length);  // [tokens, H]
+    at::Tensor vector;
+    switch (work.pooling) {
+      case Pooling::kCls:
+        vector = tokens[0];
+        break;
+      case Pooling::kMean:
+        vector = tokens.mean(0);
+        break;
+      case Pooling::kMax:
+        vector = std::get<0>(tokens.max(0));
+        break;
+    }
+    if (work.normalize) {
+      // As torch.nn.functional.normalize, which sentence-transformers' Normalize calls.
+      vector = vector / vector.norm().clamp_min(1e-12);
+    }
+    work.embedding = ToVector(vector);
+    if (work.token_states) work.states = ToVector(tokens);
+  }
+}
+
 ModelRunner::ModelRunner(model::Bert model, c10::Device device, const RunnerOptions& options)
     : model_(std::move(model)), device_(device), pad_token_id_(model_->config().pad_token_id) {
   model_->eval();
@@ -105,7 +133,7 @@ void ModelRunner::Run(const std::vector<SequenceWork*>& works) {
   }
 
   // Each head runs once over the rows that asked for it.
-  std::vector<int64_t> classifier_rows, nsp_rows, span_rows, mlm_rows, mlm_token_rows;
+  std::vector<int64_t> classifier_rows, nsp_rows, span_rows, mlm_rows, mlm_token_rows, embed_rows;
   int max_top_k = 1;
   for (int64_t b = 0; b < batch; ++b) {
     SequenceWork& work = *works[b];
@@ -125,6 +153,9 @@ void ModelRunner::Run(const std::vector<SequenceWork*>& works) {
           mlm_token_rows.push_back(offsets[b] + position);
         }
         max_top_k = std::max(max_top_k, work.top_k);
+        break;
+      case Head::kEmbedding:
+        embed_rows.push_back(b);
         break;
     }
   }
@@ -156,6 +187,7 @@ void ModelRunner::Run(const std::vector<SequenceWork*>& works) {
       at += length;
     }
   }
+  if (!embed_rows.empty()) Pool(hidden, offsets, works, embed_rows);
   if (!mlm_rows.empty()) {
     // Only the masked positions go through the vocabulary-sized decoder.
     at::Tensor selected = hidden.index_select(0, index(mlm_token_rows));

@@ -37,6 +37,9 @@ class ModelRunner {
   // Runs the encoder; returns the last hidden states as rows [tokens, hidden] and, per work, the
   // row of its first token.
   at::Tensor Encode(const std::vector<SequenceWork*>& works, std::vector<int64_t>* offsets);
+  // Fills the embeddings of works[rows] from their rows of `hidden`.
+  static void Pool(const at::Tensor& hidden, const std::vector<int64_t>& offsets,
+                   const std::vector<SequenceWork*>& works, const std::vector<int64_t>& rows);
 
   model::Bert model_;
   c10::Device device_;

@@ -3,12 +3,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "inference/embedding_config.h"
 
 // Domain types of inference requests and results (no protobuf, no LibTorch).
 namespace bertd::inference {
@@ -64,6 +66,20 @@ struct MaskCandidate {
 struct MaskResult {
   int32_t mask_start = 0;  // code point offset of the [MASK] in the text
   std::vector<MaskCandidate> candidates;
+};
+
+// Embed's options; unset ones come from the model's own embedding config.
+struct EmbedOptions {
+  std::optional<Pooling> pooling;
+  std::optional<bool> normalize;
+  bool token_states = false;  // also return every token's final hidden state
+};
+
+struct EmbeddingResult {
+  std::vector<float> vector;
+  std::vector<float> token_states;  // [num_tokens, dimensions], when asked for
+  int32_t num_tokens = 0;           // tokens the model saw, [CLS] and [SEP] included
+  bool truncated = false;           // the input was cut to the model's window
 };
 
 template <typename T>

@@ -32,6 +32,8 @@ const char* TaskName(Task task) {
       return "fill_mask";
     case Task::kTokenization:
       return "tokenization";
+    case Task::kEmbedding:
+      return "embedding";
   }
   return "unknown";
 }

@@ -14,6 +14,7 @@ enum class Task {
   kSpanExtraction,
   kFillMask,
   kTokenization,
+  kEmbedding,
 };
 
 const char* TaskName(Task task);
@@ -32,6 +33,9 @@ struct ModelDescription {
   int32_t num_layers = 0;
   int32_t num_attention_heads = 0;
   int32_t vocab_size = 0;
+  std::string embedding_pooling;  // "cls", "mean" or "max"
+  bool embedding_normalized = false;
+  int32_t embedding_max_tokens = 0;
 };
 
 // A loaded model version as the registry holds it. The registry knows nothing about how it

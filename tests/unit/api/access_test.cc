@@ -20,6 +20,7 @@ TEST(DeclaredAccessTest, EveryRpcHasTheRoleOfTheIssue) {
       {"/bertd.v1.InferenceService/PredictNextSentence", Role::kReader},
       {"/bertd.v1.InferenceService/ExtractSpan", Role::kReader},
       {"/bertd.v1.InferenceService/FillMask", Role::kReader},
+      {"/bertd.v1.InferenceService/Embed", Role::kReader},
       {"/bertd.v1.InferenceService/Tokenize", Role::kReader},
       {"/bertd.v1.ModelService/ListModels", Role::kReader},
       {"/bertd.v1.ModelService/GetModel", Role::kReader},
