@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,7 @@ struct InferenceOptions {
   std::string context_file;
   int top_k = 0;
   int batch_size = 32;
+  std::optional<float> threshold;    // classify: multi-label models
   std::string pooling;               // embed: "", cls, mean, max
   std::optional<bool> normalize;     // embed: unset = the model's own
   bool token_embeddings = false;     // embed
@@ -100,6 +102,7 @@ int RunClassify(Globals& globals, const InferenceOptions& o, bool text_given) {
                       [&](const auto& records, std::vector<std::string>* lines) {
                         v1::ClassifyRequest request;
                         request.set_model(o.model);
+                        if (o.threshold) request.set_threshold(*o.threshold);
                         for (const auto& record : records) {
                           auto* input = request.add_inputs();
                           input->set_text(record.text);
@@ -117,6 +120,7 @@ int RunClassify(Globals& globals, const InferenceOptions& o, bool text_given) {
   }
   v1::ClassifyRequest request;
   request.set_model(o.model);
+  if (o.threshold) request.set_threshold(*o.threshold);
   request.add_inputs()->set_text(o.text);
   request.mutable_inputs(0)->set_text_pair(o.pair);
   v1::ClassifyResponse response;
@@ -128,9 +132,19 @@ int RunClassify(Globals& globals, const InferenceOptions& o, bool text_given) {
     PrintJson(response);
     return kExitOk;
   }
-  Table table({"label", "score"});
-  for (const auto& score : response.results(0).scores()) table.Add({score.label(), Score(score.score())});
-  table.Print();
+  const v1::Classification& result = response.results(0);
+  const std::set<std::string> selected(result.labels().begin(), result.labels().end());
+  if (selected.empty()) {
+    Table table({"label", "score"});
+    for (const auto& score : result.scores()) table.Add({score.label(), Score(score.score())});
+    table.Print();
+  } else {  // a multi-label model: which labels passed the threshold
+    Table table({"label", "score", "selected"});
+    for (const auto& score : result.scores()) {
+      table.Add({score.label(), Score(score.score()), selected.count(score.label()) ? "yes" : ""});
+    }
+    table.Print();
+  }
   return kExitOk;
 }
 
@@ -402,6 +416,10 @@ void AddInferenceCommands(CLI::App& app, Globals& globals, Commands& commands) {
     auto* cmd = app.add_subcommand("classify", "Classify a text or a text pair");
     auto* text = cmd->add_option("text", o->text, absl::StrCat("Text to classify", kStdinHelp));
     cmd->add_option("--pair", o->pair, "Second text of a pair");
+    cmd->add_option_function<float>(
+           "--threshold", [o](float value) { o->threshold = value; },
+           "Multi-label models: select labels scoring at least this (default 0.5)")
+        ->check(CLI::Range(0.0, 1.0));
     AddCommonFlags(cmd, o.get(), true);
     commands.Add(cmd, [&globals, o, text] { return RunClassify(globals, *o, text->count() > 0); });
   }

@@ -150,6 +150,15 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerCon
     call->Finish(inputs.status());
     return call->reactor();
   }
+  float threshold = 0.5f;
+  if (request->has_threshold()) {
+    threshold = request->threshold();
+    if (!(threshold >= 0.f && threshold <= 1.f)) {  // NaN fails too
+      call->Finish(absl::InvalidArgumentError(
+          absl::StrCat("threshold is ", threshold, "; expected a probability from 0 to 1")));
+      return call->reactor();
+    }
+  }
   response->set_model_version(model_version);
   servable->Classify(*inputs, call->RequestContext(),
                      [call, response, servable](
@@ -164,9 +173,11 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerCon
                            label->set_label(score.label);
                            label->set_score(score.score);
                          }
+                         for (const auto& label : result.labels) out->add_labels(label);
                        }
                        call->Finish(absl::OkStatus());
-                     });
+                     },
+                     threshold);
   UpdateQueueDepth(metrics_, model_version, *servable);
   return call->reactor();
 }

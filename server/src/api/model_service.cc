@@ -65,6 +65,7 @@ void ToModelInfo(const registry::ModelStatus& status, v1::ModelInfo* info) {
                                                              : v1::POOLING_MEAN);
   info->set_embedding_normalized(d.embedding_normalized);
   info->set_embedding_max_tokens(d.embedding_max_tokens);
+  info->set_problem_type(d.problem_type);
 }
 
 ModelServiceImpl::ModelServiceImpl(registry::ModelRegistry* registry) : registry_(registry) {}

@@ -68,6 +68,27 @@ std::shared_ptr<SequenceWork> MakeWork(Head head, const text::Encoding& encoding
 
 }  // namespace
 
+ProblemType ProblemTypeOf(const model::BertConfig& config) {
+  // As transformers' BertForSequenceClassification: an explicit problem_type wins; otherwise one
+  // label is regression and more are single-label classification.
+  if (config.problem_type == "regression") return ProblemType::kRegression;
+  if (config.problem_type == "multi_label_classification") return ProblemType::kMultiLabel;
+  if (config.problem_type == "single_label_classification") return ProblemType::kSingleLabel;
+  return config.num_labels == 1 ? ProblemType::kRegression : ProblemType::kSingleLabel;
+}
+
+absl::string_view ProblemTypeName(ProblemType type) {
+  switch (type) {
+    case ProblemType::kRegression:
+      return "regression";
+    case ProblemType::kMultiLabel:
+      return "multi_label_classification";
+    case ProblemType::kSingleLabel:
+      return "single_label_classification";
+  }
+  return "single_label_classification";
+}
+
 absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registry::ModelKey& key,
                                                                    const std::string& directory,
                                                                    const ServableOptions& options) {
@@ -92,7 +113,8 @@ absl::StatusOr<std::shared_ptr<BertServable>> BertServable::Create(const registr
   if (loaded.model->heads().classifier) {
     for (int id = 0; id < config.num_labels; ++id) servable->labels_.push_back(config.LabelName(id));
     description.labels = servable->labels_;
-    servable->regression_ = config.num_labels == 1;
+    servable->problem_ = ProblemTypeOf(config);
+    description.problem_type = std::string(ProblemTypeName(servable->problem_));
   }
   int max_length = config.max_position_embeddings;
   if (auto limit = servable->tokenizer_->options().model_max_length; limit && *limit > 0) {
@@ -207,7 +229,7 @@ void BertServable::Submit(std::vector<std::shared_ptr<SequenceWork>> works,
 }
 
 void BertServable::Classify(const std::vector<TextPair>& inputs, const RequestContext& context,
-                            Callback<std::vector<ClassificationResult>> done) {
+                            Callback<std::vector<ClassificationResult>> done, float threshold) {
   if (absl::Status ok = CheckSupports(Task::kSequenceClassification); !ok.ok()) return done(ok);
   std::vector<std::shared_ptr<SequenceWork>> works;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -217,19 +239,31 @@ void BertServable::Classify(const std::vector<TextPair>& inputs, const RequestCo
     }
     works.push_back(MakeWork(Head::kClassifier, *encoding));
   }
-  Submit(works, context, [works, labels = labels_, regression = regression_,
+  Submit(works, context, [works, labels = labels_, problem = problem_, threshold,
                           done = std::move(done)](absl::Status status) {
     if (!status.ok()) return done(status);
     std::vector<ClassificationResult> results;
     for (const auto& work : works) {
       ClassificationResult result;
-      if (regression) {
-        result.scores.push_back({labels[0], work->logits[0]});
+      if (problem == ProblemType::kRegression) {
+        // The raw outputs, in label order (one for STS-B-style models).
+        for (size_t id = 0; id < work->logits.size(); ++id) {
+          result.scores.push_back({labels[id], work->logits[id]});
+        }
       } else {
-        std::vector<float> probs = Softmax(work->logits);
+        // Multi-label: each label is its own yes/no question (sigmoid), as BCEWithLogitsLoss
+        // trained it; otherwise the labels compete (softmax).
+        const std::vector<float> probs = problem == ProblemType::kMultiLabel
+                                             ? Sigmoid(work->logits)
+                                             : Softmax(work->logits);
         for (size_t id = 0; id < probs.size(); ++id) result.scores.push_back({labels[id], probs[id]});
         std::stable_sort(result.scores.begin(), result.scores.end(),
                          [](const LabelScore& a, const LabelScore& b) { return a.score > b.score; });
+        if (problem == ProblemType::kMultiLabel) {
+          for (const LabelScore& score : result.scores) {
+            if (score.score >= threshold) result.labels.push_back(score.label);
+          }
+        }
       }
       results.push_back(std::move(result));
     }

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference/batcher.h"
+#include "model/config.h"
 #include "inference/embedding_config.h"
 #include "inference/requests.h"
 #include "inference/sequence_work.h"
@@ -20,6 +21,11 @@
 namespace bertd::inference {
 
 class ModelRunner;
+
+// How a classifier's outputs are read (config.json's problem_type).
+enum class ProblemType { kSingleLabel, kMultiLabel, kRegression };
+ProblemType ProblemTypeOf(const model::BertConfig& config);
+absl::string_view ProblemTypeName(ProblemType type);
 
 struct ServableOptions {
   std::string device = "cpu";
@@ -52,8 +58,9 @@ class BertServable : public registry::Servable {
   absl::Status CheckSupports(registry::Task task) const;
   int queue_depth() const { return batcher_->queue_depth(); }
 
+  // Multi-label models: sigmoid scores, and `labels` lists those at or above `threshold`.
   void Classify(const std::vector<TextPair>& inputs, const RequestContext& context,
-                Callback<std::vector<ClassificationResult>> done);
+                Callback<std::vector<ClassificationResult>> done, float threshold = 0.5f);
   void PredictNextSentence(const std::vector<TextPair>& pairs, const RequestContext& context,
                            Callback<std::vector<NextSentenceResult>> done);
   void ExtractSpan(const SpanQuery& query, const RequestContext& context,
@@ -88,7 +95,7 @@ class BertServable : public registry::Servable {
   registry::ModelDescription description_;
   std::unique_ptr<text::BertTokenizer> tokenizer_;
   std::vector<std::string> labels_;
-  bool regression_ = false;
+  ProblemType problem_ = ProblemType::kSingleLabel;
   int max_sequence_length_ = 0;
   EmbeddingConfig embedding_;
   int embedding_window_ = 0;

@@ -33,6 +33,16 @@ std::vector<float> MaskedSoftmax(const std::vector<float>& logits, const std::ve
 
 }  // namespace
 
+std::vector<float> Sigmoid(const std::vector<float>& logits) {
+  std::vector<float> out;
+  out.reserve(logits.size());
+  for (float x : logits) {
+    const double e = std::exp(-std::abs(static_cast<double>(x)));
+    out.push_back(static_cast<float>(x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e)));
+  }
+  return out;
+}
+
 std::vector<float> Softmax(const std::vector<float>& logits) {
   std::vector<int> all(logits.size());
   std::iota(all.begin(), all.end(), 0);

@@ -14,6 +14,8 @@ namespace bertd::inference {
 
 // Numerically stable softmax.
 std::vector<float> Softmax(const std::vector<float>& logits);
+// 1 / (1 + e^-x) per logit, computed without overflow for large |x|.
+std::vector<float> Sigmoid(const std::vector<float>& logits);
 
 // Candidate answer spans of one window. `in_context[i]` says whether token i belongs to the
 // context (never the question or special tokens); `offsets[i]` are its code point offsets into the

@@ -33,6 +33,7 @@ struct LabelScore {
 
 struct ClassificationResult {
   std::vector<LabelScore> scores;  // highest first; a regression model has one raw value
+  std::vector<std::string> labels;  // multi-label models: every label at or above the threshold
 };
 
 struct NextSentenceResult {

@@ -24,6 +24,7 @@ struct ModelDescription {
   std::string architecture;
   std::vector<Task> tasks;
   std::vector<std::string> labels;
+  std::string problem_type;  // classifiers: config.json's problem_type, or what it defaults to
   int32_t max_sequence_length = 0;
   int64_t parameter_count = 0;
   std::string device;
