@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -214,6 +215,61 @@ TEST_F(InferenceServerTest, ExtractSpanReturnsContextSlicesAcrossWindows) {
     EXPECT_GT(span.score(), 0.0f);
     if (i > 0) EXPECT_GE(response.spans(i - 1).score(), span.score());
   }
+}
+
+// SQuAD 2.0's "no answer", decided from the golden Hugging Face QA logits of the fixture's pairs
+// (question = text, context = text_pair): null score = start + end logit at [CLS], against the best
+// context span of at most max_answer_length tokens.
+TEST_F(InferenceServerTest, ExtractSpanAnswersNoAnswerWhenTheNullScoreWinsByTheThreshold) {
+  for (int row : {1, 4}) {
+    const std::vector<float> start = GoldenRow("qa_start_logits", row);
+    const std::vector<float> end = GoldenRow("qa_end_logits", row);
+    const std::vector<int> types = (*golden_)["token_type_ids"][row];
+    const std::vector<int> mask = (*golden_)["attention_mask"][row];
+    int last = 0;  // the final [SEP]
+    for (size_t t = 0; t < mask.size(); ++t) {
+      if (mask[t]) last = static_cast<int>(t);
+    }
+    float best = -INFINITY;
+    for (int s = 0; s < last; ++s) {
+      for (int e = s; e < last && e - s + 1 <= 30; ++e) {
+        if (types[s] == 1 && types[e] == 1) best = std::max(best, start[s] + end[e]);
+      }
+    }
+    const float diff = start[0] + end[0] - best;
+    auto ask = [&](std::optional<float> threshold) {
+      v1::ExtractSpanRequest request;
+      request.set_model("qa");
+      request.set_question((*golden_)["texts"][row]["text"].get<std::string>());
+      request.set_context((*golden_)["texts"][row]["text_pair"].get<std::string>());
+      if (threshold) request.set_null_score_threshold(*threshold);
+      v1::ExtractSpanResponse response;
+      grpc::ClientContext context;
+      grpc::Status status = inference_->ExtractSpan(&context, request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      return response;
+    };
+    SCOPED_TRACE(::testing::Message() << "row " << row << ", null - best = " << diff);
+    v1::ExtractSpanResponse below = ask(diff - 0.5f);
+    EXPECT_TRUE(below.no_answer());
+    EXPECT_NEAR(below.null_score_diff(), diff, 1e-3);
+    EXPECT_GT(below.spans_size(), 0) << "the candidates are still listed";
+    v1::ExtractSpanResponse above = ask(diff + 0.5f);
+    EXPECT_FALSE(above.no_answer());
+    EXPECT_GT(above.spans_size(), 0);
+    v1::ExtractSpanResponse unset = ask(std::nullopt);  // SQuAD 1.1 behaviour
+    EXPECT_FALSE(unset.no_answer());
+  }
+  v1::ExtractSpanRequest request;
+  request.set_model("qa");
+  request.set_question("q");
+  request.set_context("c");
+  request.set_null_score_threshold(NAN);
+  v1::ExtractSpanResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = inference_->ExtractSpan(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("null_score_threshold"));
 }
 
 TEST_F(InferenceServerTest, FillMaskReturnsTopTokensInScoreOrder) {

@@ -26,6 +26,7 @@ struct InferenceOptions {
   int top_k = 0;
   int batch_size = 32;
   std::optional<float> threshold;    // classify: multi-label models
+  std::optional<float> null_threshold;  // qa: SQuAD 2.0 "no answer"
   std::string pooling;               // embed: "", cls, mean, max
   std::optional<bool> normalize;     // embed: unset = the model's own
   bool token_embeddings = false;     // embed
@@ -198,6 +199,7 @@ grpc::Status ExtractSpan(Globals& globals, v1::InferenceService::Stub* stub,
   request.set_model(o.model);
   request.set_question(question);
   request.set_context(context_text);
+  if (o.null_threshold) request.set_null_score_threshold(*o.null_threshold);
   request.set_top_k(o.top_k);
   grpc::ClientContext context;
   client::ConfigureContext(globals.connection, &context);
@@ -242,6 +244,10 @@ int RunQa(Globals& globals, InferenceOptions o) {
   if (globals.json()) {
     PrintJson(response);
     return kExitOk;
+  }
+  if (response.no_answer()) {
+    std::printf("no answer (the null score beats the best span by %.3g); the best spans were:\n",
+                response.null_score_diff());
   }
   Table table({"rank", "answer", "score", "start", "end"});
   int rank = 1;
@@ -441,6 +447,10 @@ void AddInferenceCommands(CLI::App& app, Globals& globals, Commands& commands) {
     cmd->add_option("--context-file", o->context_file, "Read the context from a file")
         ->excludes(context);
     cmd->add_option("-k,--top-k", o->top_k, "Answers to return (default 1)")->check(CLI::Range(1, 100));
+    cmd->add_option_function<float>(
+        "--null-threshold", [o](float value) { o->null_threshold = value; },
+        "SQuAD 2.0 models: say \"no answer\" when the null score beats the best span by more "
+        "than this (0 is usual); unset: always answer");
     AddCommonFlags(cmd, o.get(), true);
     commands.Add(cmd, [&globals, o] { return RunQa(globals, *o); });
   }

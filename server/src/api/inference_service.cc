@@ -1,5 +1,6 @@
 #include "api/inference_service.h"
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -253,11 +254,20 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ExtractSpan(grpc::CallbackServer
   query.max_answer_length = request->max_answer_length() > 0 ? request->max_answer_length() : 30;
   query.doc_stride = request->doc_stride() > 0 ? request->doc_stride() : 128;
   query.max_windows = limits_.max_span_windows;
+  if (request->has_null_score_threshold()) {
+    if (!std::isfinite(request->null_score_threshold())) {
+      call->Finish(absl::InvalidArgumentError("null_score_threshold must be a finite number"));
+      return call->reactor();
+    }
+    query.null_score_threshold = request->null_score_threshold();
+  }
   response->set_model_version(model_version);
   servable->ExtractSpan(query, call->RequestContext(),
-                        [call, response, servable](absl::StatusOr<std::vector<inference::SpanResult>> spans) {
-                          if (!spans.ok()) return call->Finish(spans.status());
-                          for (const auto& span : *spans) {
+                        [call, response, servable](absl::StatusOr<inference::SpanAnswer> answer) {
+                          if (!answer.ok()) return call->Finish(answer.status());
+                          response->set_no_answer(answer->no_answer);
+                          if (answer->no_answer) response->set_null_score_diff(answer->null_score_diff);
+                          for (const auto& span : answer->spans) {
                             v1::Span* out = response->add_spans();
                             out->set_text(span.text);
                             out->set_start(span.start);

@@ -296,7 +296,7 @@ void BertServable::PredictNextSentence(const std::vector<TextPair>& pairs,
 }
 
 void BertServable::ExtractSpan(const SpanQuery& query, const RequestContext& context,
-                               Callback<std::vector<SpanResult>> done) {
+                               Callback<SpanAnswer> done) {
   if (absl::Status ok = CheckSupports(Task::kSpanExtraction); !ok.ok()) return done(ok);
   absl::StatusOr<std::vector<text::Token>> question_tokens = tokenizer_->Tokenize(query.question);
   if (!question_tokens.ok()) {
@@ -332,7 +332,9 @@ void BertServable::ExtractSpan(const SpanQuery& query, const RequestContext& con
          [works, windows = *std::move(windows), query, done = std::move(done)](absl::Status status) {
            if (!status.ok()) return done(status);
            std::vector<SpanResult> candidates;
+           std::vector<float> null_scores;
            for (size_t w = 0; w < works.size(); ++w) {
+             null_scores.push_back(NullScore(works[w]->start_logits, works[w]->end_logits));
              const text::Encoding& window = windows[w];
              std::vector<bool> in_context(window.size());
              for (size_t t = 0; t < window.size(); ++t) in_context[t] = window.sequence_ids[t] == 1;
@@ -341,7 +343,13 @@ void BertServable::ExtractSpan(const SpanQuery& query, const RequestContext& con
                                    window.offsets, query.top_k, query.max_answer_length);
              candidates.insert(candidates.end(), spans.begin(), spans.end());
            }
-           done(MergeSpans(std::move(candidates), query.context, query.top_k));
+           SpanAnswer answer;
+           if (query.null_score_threshold.has_value()) {
+             answer.no_answer = PredictsNoAnswer(null_scores, candidates,
+                                                 *query.null_score_threshold, &answer.null_score_diff);
+           }
+           answer.spans = MergeSpans(std::move(candidates), query.context, query.top_k);
+           done(std::move(answer));
          });
 }
 

@@ -64,7 +64,7 @@ class BertServable : public registry::Servable {
   void PredictNextSentence(const std::vector<TextPair>& pairs, const RequestContext& context,
                            Callback<std::vector<NextSentenceResult>> done);
   void ExtractSpan(const SpanQuery& query, const RequestContext& context,
-                   Callback<std::vector<SpanResult>> done);
+                   Callback<SpanAnswer> done);
   void FillMask(const std::string& text, int top_k, const RequestContext& context,
                 Callback<std::vector<MaskResult>> done);
   // One vector per input (pooled final hidden states), from every model. Inputs longer than the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 
@@ -73,6 +74,7 @@ std::vector<SpanResult> BestSpansInWindow(const std::vector<float>& start_logits
       span.start = offsets[s].first;
       span.end = offsets[e].second;
       span.score = p_start[s] * p_end[e];
+      span.logit_score = start_logits[s] + end_logits[e];
       spans.push_back(span);
     }
   }
@@ -80,6 +82,26 @@ std::vector<SpanResult> BestSpansInWindow(const std::vector<float>& start_logits
             [](const SpanResult& a, const SpanResult& b) { return a.score > b.score; });
   if (spans.size() > static_cast<size_t>(top_k)) spans.resize(top_k);
   return spans;
+}
+
+float NullScore(const std::vector<float>& start_logits, const std::vector<float>& end_logits) {
+  return start_logits.front() + end_logits.front();
+}
+
+bool PredictsNoAnswer(const std::vector<float>& null_scores, const std::vector<SpanResult>& spans,
+                      float threshold, float* diff) {
+  if (null_scores.empty()) return false;
+  // As the SQuAD 2.0 reference post-processing: the least confident window's null score against
+  // the best span of any window.
+  const float null_score = *std::min_element(null_scores.begin(), null_scores.end());
+  if (spans.empty()) {
+    *diff = std::numeric_limits<float>::infinity();
+    return true;
+  }
+  float best = spans.front().logit_score;
+  for (const SpanResult& span : spans) best = std::max(best, span.logit_score);
+  *diff = null_score - best;
+  return *diff > threshold;
 }
 
 std::vector<SpanResult> MergeSpans(std::vector<SpanResult> spans, absl::string_view context,

@@ -28,6 +28,15 @@ std::vector<SpanResult> BestSpansInWindow(const std::vector<float>& start_logits
                                           const std::vector<std::pair<int32_t, int32_t>>& offsets,
                                           int top_k, int max_answer_length);
 
+// The null answer's score of one window: start and end logits at [CLS] (position 0).
+float NullScore(const std::vector<float>& start_logits, const std::vector<float>& end_logits);
+
+// SQuAD 2.0's decision: "no answer" when the lowest null score of the windows exceeds the best
+// span's logit score (any window) by more than `threshold`; `diff` gets that margin. With no span
+// at all the answer is "no answer".
+bool PredictsNoAnswer(const std::vector<float>& null_scores, const std::vector<SpanResult>& spans,
+                      float threshold, float* diff);
+
 // Merges spans from overlapping windows: one entry per (start, end), keeping the best score,
 // best first, at most `top_k`; fills in each span's text from `context`.
 std::vector<SpanResult> MergeSpans(std::vector<SpanResult> spans, absl::string_view context,

@@ -48,6 +48,9 @@ struct SpanQuery {
   int max_answer_length = 30;  // tokens
   int doc_stride = 128;        // tokens shared by consecutive windows
   int max_windows = 0;         // more windows than this are refused (0: no limit)
+  // SQuAD 2.0: answer "no answer" when the null score beats the best span by more than this
+  // (logits); unset: always answer with spans.
+  std::optional<float> null_score_threshold;
 };
 
 struct SpanResult {
@@ -55,6 +58,15 @@ struct SpanResult {
   int32_t start = 0;  // code points into the context
   int32_t end = 0;
   float score = 0;
+  float logit_score = 0;  // start logit + end logit: comparable across windows
+};
+
+struct SpanAnswer {
+  std::vector<SpanResult> spans;  // best first
+  // With SpanQuery::null_score_threshold: whether the model says the context has no answer, and
+  // by how much the null score (start and end at [CLS]) beat the best span (logits).
+  bool no_answer = false;
+  float null_score_diff = 0;
 };
 
 struct MaskCandidate {

@@ -203,6 +203,8 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
     std::map<int32_t, std::vector<size_t>> by_example;  // example -> positions in `mine`
     for (size_t k = 0; k < mine.size(); ++k) by_example[features[mine[k]].example_index].push_back(k);
     double em = 0, f1 = 0;
+    // The official v2.0 script's split: questions with answers and those without.
+    double has_em = 0, has_f1 = 0, has_n = 0, no_em = 0, no_f1 = 0, no_n = 0;
     for (const auto& [example_index, positions] : by_example) {
       std::vector<const data::Feature*> windows;
       std::vector<at::Tensor> logits;
@@ -214,16 +216,36 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
       std::string prediction = PredictAnswer(windows, logits, example.text_pair);
       std::vector<std::string> golds;
       for (const data::Answer& answer : example.answers) golds.push_back(answer.text);
-      em += data::ExactMatch(prediction, golds);
-      f1 += data::TokenF1(prediction, golds);
+      const double example_em = data::ExactMatch(prediction, golds);
+      const double example_f1 = data::TokenF1(prediction, golds);
+      em += example_em;
+      f1 += example_f1;
+      if (example.answers.empty()) {
+        no_em += example_em;
+        no_f1 += example_f1;
+        no_n += 1;
+      } else {
+        has_em += example_em;
+        has_f1 += example_f1;
+        has_n += 1;
+      }
     }
     std::vector<double> sums = {loss_sum, static_cast<double>(mine.size()), em, f1,
-                                static_cast<double>(by_example.size())};
+                                static_cast<double>(by_example.size()),
+                                has_em, has_f1, has_n, no_em, no_f1, no_n};
     if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&sums));
     metrics["eval_loss"] = sums[1] > 0 ? sums[0] / sums[1] : 0;
     const double n = std::max(1.0, sums[4]);
     metrics["exact_match"] = 100.0 * sums[2] / n;
     metrics["f1"] = 100.0 * sums[3] / n;
+    if (sums[10] > 0) {  // SQuAD 2.0 data: report both halves, named as the official script does
+      metrics["HasAns_exact"] = sums[7] > 0 ? 100.0 * sums[5] / sums[7] : 0;
+      metrics["HasAns_f1"] = sums[7] > 0 ? 100.0 * sums[6] / sums[7] : 0;
+      metrics["HasAns_total"] = sums[7];
+      metrics["NoAns_exact"] = 100.0 * sums[8] / sums[10];
+      metrics["NoAns_f1"] = 100.0 * sums[9] / sums[10];
+      metrics["NoAns_total"] = sums[10];
+    }
     return metrics;
   }
   std::vector<int32_t> predictions, golds;

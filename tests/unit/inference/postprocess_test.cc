@@ -68,5 +68,21 @@ TEST(CodePointTest, SubstrAndReplaceCountCodePoints) {
   EXPECT_EQ(text::unicode::CodePointSubstr(text, 5, 100), "SK]京🙂!");
 }
 
+TEST(PostprocessTest, NoAnswerComparesTheLowestNullScoreWithTheBestSpanOfAnyWindow) {
+  std::vector<SpanResult> spans(2);
+  spans[0].logit_score = 3.0f;  // best first by probability, not necessarily by logits
+  spans[1].logit_score = 4.0f;
+  float diff = 0;
+  // Windows' null scores 6 and 5: the lowest (5) against the best span (4): margin 1.
+  EXPECT_TRUE(PredictsNoAnswer({6.0f, 5.0f}, spans, 0.0f, &diff));
+  EXPECT_FLOAT_EQ(diff, 1.0f);
+  EXPECT_TRUE(PredictsNoAnswer({6.0f, 5.0f}, spans, 0.99f, &diff));
+  EXPECT_FALSE(PredictsNoAnswer({6.0f, 5.0f}, spans, 1.0f, &diff));
+  EXPECT_FALSE(PredictsNoAnswer({6.0f, 3.5f}, spans, 0.0f, &diff));
+  EXPECT_FLOAT_EQ(diff, -0.5f);
+  EXPECT_TRUE(PredictsNoAnswer({1.0f}, {}, 100.0f, &diff)) << "no span at all";
+  EXPECT_EQ(NullScore({2.0f, 9.0f}, {0.5f, 9.0f}), 2.5f);
+}
+
 }  // namespace
 }  // namespace bertd::inference

@@ -219,9 +219,39 @@ TEST_F(TrainerTest, SpanExtractionReportsSquadMetrics) {
   EXPECT_TRUE(result->eval_metrics.count("exact_match"));
   EXPECT_TRUE(result->eval_metrics.count("f1"));
   EXPECT_DOUBLE_EQ(result->eval_metrics.at("exact_match"), 100.0);
+  EXPECT_FALSE(result->eval_metrics.count("NoAns_total")) << "SQuAD 1.1 data has no split";
   auto loaded = model::LoadBertFromDirectory(dir_ + "/qa");
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(loaded->config.PrimaryArchitecture(), model::Architecture::kBertForQuestionAnswering);
+}
+
+TEST_F(TrainerTest, SquadV2DataReportsTheHasAnsAndNoAnsSplit) {
+  std::vector<data::Example> examples;
+  for (int i = 0; i < 6; ++i) {
+    data::Example example;
+    example.id = std::to_string(i);
+    example.text = i < 4 ? "what is the plot" : "who directed it";
+    example.text_pair = "the movie is fine and the plot is great";
+    if (i < 4) example.answers = {{"great", 34}};
+    example.is_impossible = i >= 4;
+    examples.push_back(example);
+  }
+  TrainingJobSpec spec = Spec();
+  spec.task = TrainingTask::kSpanExtraction;
+  spec.args.max_steps = 4;
+  spec.args.max_seq_length = 24;
+  auto result = RunFineTuning(spec, base_, {examples, examples, {}}, dir_ + "/w2", dir_ + "/qa2", {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  const auto& m = result->eval_metrics;
+  ASSERT_TRUE(m.count("HasAns_exact") && m.count("HasAns_f1") && m.count("NoAns_exact") &&
+              m.count("NoAns_f1"));
+  EXPECT_EQ(m.at("HasAns_total"), 4);
+  EXPECT_EQ(m.at("NoAns_total"), 2);
+  // The overall scores are the halves weighted by their sizes, as in the official script.
+  EXPECT_NEAR(m.at("exact_match"), (4 * m.at("HasAns_exact") + 2 * m.at("NoAns_exact")) / 6, 1e-9);
+  EXPECT_NEAR(m.at("f1"), (4 * m.at("HasAns_f1") + 2 * m.at("NoAns_f1")) / 6, 1e-9);
+  // A question without an answer scores 100 or 0: only an empty prediction matches it.
+  EXPECT_TRUE(m.at("NoAns_exact") == 0 || m.at("NoAns_exact") == 50 || m.at("NoAns_exact") == 100);
 }
 
 TEST(JobSpecTest, ParsesHuggingFaceNamesAndNamesBadFields) {
