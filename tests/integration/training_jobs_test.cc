@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "bertd/v1/datasets.grpc.pb.h"
 #include "bertd/v1/inference.grpc.pb.h"
 #include "bertd/v1/jobs.grpc.pb.h"
+#include "bertd/v1/models.grpc.pb.h"
 #include "bertd_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -675,6 +677,57 @@ TEST_F(TrainingJobsTest, EveryTaskFineTunesThroughGrpcAndReportsMetrics) {
     EXPECT_TRUE(done.eval_metrics().count(c.metric)) << "task " << static_cast<int>(c.task);
     EXPECT_TRUE(done.eval_metrics().count("eval_loss"));
   }
+}
+
+// STS-B as GLUE ships it (no header; sentences in columns 7 and 8, the score in 9, 0-based):
+// fractional scores make a regression job unless it says otherwise; the served model returns a
+// raw score and says it is a regression model.
+TEST_F(TrainingJobsTest, StsBScoresTrainARegressionModelThatServesRawScores) {
+  BERTD_REQUIRE_SHARED("data/glue/STS-B/train.tsv");
+  StartServer({"--cpu_workers=1"});
+  std::ifstream in(SharedPath("data/glue/STS-B/train.tsv"));
+  std::string line, rows;
+  for (int i = 0; i < 48 && std::getline(in, line); ++i) rows += line + "\n";
+  v1::DatasetMetadata metadata;
+  metadata.set_name("stsb-slice");
+  metadata.set_format("tsv");
+  metadata.set_has_header(false);
+  *metadata.mutable_text() = At(7);
+  *metadata.mutable_text_pair() = At(8);
+  *metadata.mutable_label() = At(9);
+  UploadOk(metadata, rows);
+  v1::JobSpec spec = TinySpec("stsb-slice", "stsb-tiny");
+  spec.set_task(v1::TRAINING_TASK_SENTENCE_PAIR_CLASSIFICATION);
+  spec.set_eval_dataset("stsb-slice");
+  spec.mutable_hyperparameters()->set_max_steps(4);
+  v1::Job job;
+  grpc::Status status = Submit(spec, &job);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::Job done = WaitForJob(jobs_.get(), job.id(), IsFinal);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << "\n" << server_->log();
+  EXPECT_TRUE(done.eval_metrics().count("pearson"));
+  EXPECT_TRUE(done.eval_metrics().count("spearmanr"));
+  EXPECT_FALSE(done.eval_metrics().count("accuracy"));
+
+  auto models = v1::ModelService::NewStub(server_->channel());
+  v1::GetModelRequest get;
+  get.set_model(done.result_model());
+  v1::ModelInfo info;
+  grpc::ClientContext get_context;
+  ASSERT_TRUE(models->GetModel(&get_context, get, &info).ok());
+  EXPECT_EQ(info.problem_type(), "regression");
+  EXPECT_EQ(info.labels_size(), 1);
+  v1::ClassifyRequest classify;
+  classify.set_model(done.result_model());
+  auto* input = classify.add_inputs();
+  input->set_text("A plane is taking off.");
+  input->set_text_pair("An air plane is taking off.");
+  v1::ClassifyResponse response;
+  grpc::ClientContext context;
+  auto inference = v1::InferenceService::NewStub(server_->channel());
+  ASSERT_TRUE(inference->Classify(&context, classify, &response).ok());
+  ASSERT_EQ(response.results(0).scores_size(), 1);
+  EXPECT_EQ(response.results(0).score(), response.results(0).scores(0).score());
 }
 
 TEST_F(TrainingJobsTest, RunningJobCancelsAndTheServerStaysHealthy) {

@@ -205,7 +205,7 @@ int Follow(Globals& globals, const std::string& job_id, bool cancel_on_interrupt
 }
 
 struct SubmitOptions {
-  std::string task, train, eval, base_model, output, name, config, vocab, device;
+  std::string task, train, eval, base_model, output, name, config, vocab, device, problem_type;
   double eval_split = -1;
   int priority = 0;
   std::vector<std::string> sets;
@@ -257,6 +257,7 @@ int Submit(Globals& globals, SubmitOptions o) {
     text("output", &o.output);
     text("name", &o.name);
     text("vocab", &o.vocab);
+    text("problem_type", &o.problem_type);
     if (o.eval_split < 0 && config.contains("eval_split") && config["eval_split"].is_number()) {
       o.eval_split = config["eval_split"];
     }
@@ -302,6 +303,7 @@ int Submit(Globals& globals, SubmitOptions o) {
   spec.set_priority(o.priority);
   if (!o.device.empty()) spec.mutable_resources()->set_device(o.device);
   if (o.eval_split > 0) spec.set_eval_split(o.eval_split);
+  spec.set_problem_type(o.problem_type);
   if (!o.vocab.empty()) {
     // model:NAME and dataset:ID go as they are; a local vocab.txt is uploaded as a text dataset.
     if (o.vocab.rfind("model:", 0) == 0 || o.vocab.rfind("dataset:", 0) == 0) {
@@ -357,6 +359,9 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
     auto* eval = cmd->add_option("--eval", o->eval, "Evaluation data: a local file or a dataset id/name");
     cmd->add_option("--eval-split", o->eval_split, "Hold out this fraction of --train instead")
         ->excludes(eval);
+    cmd->add_option("--problem-type", o->problem_type,
+                    "Classification tasks: single_label_classification or regression (default: "
+                    "regression when the labels are numbers with fractions, as STS-B)");
     cmd->add_option("--base-model", o->base_model,
                     "Loaded model to start from, NAME[@VERSION], or scratch:PRESET (tiny, mini, "
                     "small, medium, base) for random weights");

@@ -65,6 +65,7 @@ json SpecToJson(const v1::JobSpec& spec, const std::string& task) {
                {"train_dataset", spec.train_dataset()},
                {"eval_dataset", spec.eval_dataset()},
                {"eval_split", spec.eval_split()},
+               {"problem_type", spec.problem_type()},
                {"output_model", spec.output_model()},
                {"priority", spec.priority()}};
   const v1::Hyperparameters& h = spec.hyperparameters();
@@ -143,6 +144,7 @@ void SpecToProto(const training::TrainingJobSpec& spec, v1::JobSpec* out) {
   out->set_train_dataset(spec.train_dataset);
   out->set_eval_dataset(spec.eval_dataset);
   out->set_eval_split(spec.eval_split);
+  out->set_problem_type(spec.problem_type);
   out->set_output_model(spec.output_model);
   out->set_priority(spec.priority);
   const training::TrainingArguments& a = spec.args;

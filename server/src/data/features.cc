@@ -1,10 +1,13 @@
 #include "data/features.h"
 
+#include <cmath>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "data/records.h"
 #include "text/unicode.h"
 
@@ -56,7 +59,7 @@ void LabelAnswer(const Answer& answer, Feature* feature) {
 
 absl::StatusOr<std::vector<Feature>> FeaturizeClassification(
     const std::vector<Example>& examples, const text::BertTokenizer& tokenizer,
-    const std::map<std::string, int>& label_to_id, int max_seq_length) {
+    const std::map<std::string, int>& label_to_id, int max_seq_length, bool labels_required) {
   text::EncodeOptions options;
   options.max_length = max_seq_length;
   options.truncation = text::EncodeOptions::Truncation::kLongestFirst;
@@ -65,7 +68,7 @@ absl::StatusOr<std::vector<Feature>> FeaturizeClassification(
   for (size_t i = 0; i < examples.size(); ++i) {
     const Example& example = examples[i];
     int32_t label = -1;
-    if (!example.label.empty()) {
+    if (!example.label.empty() && labels_required) {
       auto it = label_to_id.find(example.label);
       if (it == label_to_id.end()) {
         std::vector<std::string> known;
@@ -85,6 +88,24 @@ absl::StatusOr<std::vector<Feature>> FeaturizeClassification(
     Feature feature = FromEncoding(std::move(encodings->front()), i);
     feature.label = label;
     features.push_back(std::move(feature));
+  }
+  return features;
+}
+
+absl::StatusOr<std::vector<Feature>> FeaturizeRegression(const std::vector<Example>& examples,
+                                                         const text::BertTokenizer& tokenizer,
+                                                         int max_seq_length) {
+  std::vector<Feature> features;
+  BERTD_ASSIGN_OR_RETURN(features, FeaturizeClassification(examples, tokenizer, {}, max_seq_length,
+                                                           /*labels_required=*/false));
+  for (size_t i = 0; i < examples.size(); ++i) {
+    double score = 0;
+    if (!absl::SimpleAtod(examples[i].label, &score) || !std::isfinite(score)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          NameExample(i, examples[i]), ": label ", QuoteForMessage(examples[i].label),
+          " is not a number; a regression task needs a score for every example"));
+    }
+    features[i].target = static_cast<float>(score);
   }
   return features;
 }

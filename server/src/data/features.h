@@ -18,6 +18,7 @@ namespace bertd::data {
 struct Feature {
   std::vector<int32_t> ids, type_ids;
   int32_t label = -1;  // classification: the label's id; -1 when unlabelled (and for spans)
+  float target = 0;    // regression: the example's score
   // Spans: token positions of the first answer in this window, both 0 ([CLS]) when the answer
   // is not wholly inside it or the question is impossible.
   int32_t start_position = 0, end_position = 0;
@@ -30,10 +31,18 @@ struct Feature {
 
 // One feature per example: [CLS] text [SEP] (text_pair [SEP]), truncated longest_first to
 // max_seq_length. Labels map through label_to_id; an unlabelled example gets -1. INVALID_ARGUMENT
-// naming the example for a label missing from label_to_id.
+// naming the example for a label missing from label_to_id. With `labels_required` false the
+// labels are not looked up (every feature's label stays -1).
 absl::StatusOr<std::vector<Feature>> FeaturizeClassification(
     const std::vector<Example>& examples, const text::BertTokenizer& tokenizer,
-    const std::map<std::string, int>& label_to_id, int max_seq_length);
+    const std::map<std::string, int>& label_to_id, int max_seq_length,
+    bool labels_required = true);
+
+// As FeaturizeClassification, for regression (STS-B): each label is parsed as a number into
+// `target`. INVALID_ARGUMENT naming the example for a missing or non-numeric score.
+absl::StatusOr<std::vector<Feature>> FeaturizeRegression(const std::vector<Example>& examples,
+                                                         const text::BertTokenizer& tokenizer,
+                                                         int max_seq_length);
 
 // Extractive QA features as Hugging Face's run_qa prepare_train_features makes them: question +
 // context, only the context truncated, long contexts split into windows that overlap by

@@ -80,6 +80,63 @@ double F1Against(const std::vector<std::string>& prediction, const std::vector<s
 
 }  // namespace
 
+absl::StatusOr<double> PearsonCorrelation(absl::Span<const double> predictions,
+                                          absl::Span<const double> golds) {
+  if (predictions.size() != golds.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(predictions.size(), " predictions but ", golds.size(), " gold scores"));
+  }
+  const size_t n = golds.size();
+  if (n < 2) return 0.0;
+  double mean_x = 0, mean_y = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mean_x += predictions[i];
+    mean_y += golds[i];
+  }
+  mean_x /= static_cast<double>(n);
+  mean_y /= static_cast<double>(n);
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double dx = predictions[i] - mean_x, dy = golds[i] - mean_y;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
+  }
+  if (sxx <= 0 || syy <= 0) return 0.0;
+  return sxy / std::sqrt(sxx * syy);
+}
+
+namespace {
+
+// 1-based ranks; a run of equal values gets the average of the ranks it spans.
+std::vector<double> AverageRanks(absl::Span<const double> values) {
+  std::vector<size_t> order(values.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return values[a] < values[b]; });
+  std::vector<double> ranks(values.size());
+  for (size_t begin = 0; begin < order.size();) {
+    size_t end = begin + 1;
+    while (end < order.size() && values[order[end]] == values[order[begin]]) ++end;
+    const double rank = (static_cast<double>(begin + 1) + static_cast<double>(end)) / 2.0;
+    for (size_t k = begin; k < end; ++k) ranks[order[k]] = rank;
+    begin = end;
+  }
+  return ranks;
+}
+
+}  // namespace
+
+absl::StatusOr<double> SpearmanCorrelation(absl::Span<const double> predictions,
+                                           absl::Span<const double> golds) {
+  if (predictions.size() != golds.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(predictions.size(), " predictions but ", golds.size(), " gold scores"));
+  }
+  const std::vector<double> x = AverageRanks(predictions), y = AverageRanks(golds);
+  return PearsonCorrelation(x, y);
+}
+
 absl::StatusOr<double> Accuracy(absl::Span<const int32_t> predictions,
                                 absl::Span<const int32_t> golds) {
   if (absl::Status s = CheckSameLength(predictions, golds); !s.ok()) return s;

@@ -23,6 +23,14 @@ absl::StatusOr<double> BinaryF1(absl::Span<const int32_t> predictions,
 absl::StatusOr<double> MatthewsCorrelation(absl::Span<const int32_t> predictions,
                                            absl::Span<const int32_t> golds);
 
+// Regression metrics (STS-B's): Pearson's r, and Spearman's rho as the Pearson correlation of the
+// ranks, tied values sharing their average rank (scipy.stats.spearmanr). INVALID_ARGUMENT when the
+// lengths differ; 0 when undefined (fewer than two values, or a constant side).
+absl::StatusOr<double> PearsonCorrelation(absl::Span<const double> predictions,
+                                          absl::Span<const double> golds);
+absl::StatusOr<double> SpearmanCorrelation(absl::Span<const double> predictions,
+                                           absl::Span<const double> golds);
+
 // The official SQuAD v1.1/v2.0 evaluation script's normalize_answer: lowercase, drop ASCII
 // punctuation, drop the words a/an/the, collapse whitespace.
 std::string NormalizeAnswer(absl::string_view text);

@@ -222,6 +222,7 @@ absl::StatusOr<LoadedBert> LoadBertFromDirectory(const std::string& model_dir,
     config.id2label = options.id2label;
     config.num_labels = static_cast<int>(options.id2label.size());
   }
+  if (options.problem_type.has_value()) config.problem_type = *options.problem_type;
 
   LoadedBert loaded;
   BERTD_ASSIGN_OR_RETURN(TensorMap tensors, ReadModelWeights(model_dir, &loaded.report.weights_path));

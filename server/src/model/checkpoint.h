@@ -32,6 +32,8 @@ struct ModelLoadOptions {
   // Labels for a classification head being created (e.g. fine-tuning bert-base-uncased).
   // Empty: keep the config's.
   std::map<int, std::string> id2label;
+  // config.json's problem_type for the head being created; unset: keep the config's.
+  std::optional<std::string> problem_type;
   // "cpu", "cuda", "cuda:1" ...
   std::string device = "cpu";
   // Re-initialize (and report) head tensors whose shape differs instead of failing.

@@ -98,6 +98,7 @@ absl::StatusOr<TrainingJobSpec> TrainingJobSpec::FromJson(absl::string_view json
   BERTD_RETURN_IF_ERROR(Read(root, "", "train_dataset", &spec.train_dataset));
   BERTD_RETURN_IF_ERROR(Read(root, "", "eval_dataset", &spec.eval_dataset));
   BERTD_RETURN_IF_ERROR(Read(root, "", "eval_split", &spec.eval_split));
+  BERTD_RETURN_IF_ERROR(Read(root, "", "problem_type", &spec.problem_type));
   BERTD_RETURN_IF_ERROR(Read(root, "", "output_model", &spec.output_model));
   BERTD_RETURN_IF_ERROR(Read(root, "", "priority", &spec.priority));
 
@@ -232,6 +233,7 @@ std::string TrainingJobSpec::ToJson() const {
                {"train_dataset", train_dataset},
                {"eval_dataset", eval_dataset},
                {"eval_split", eval_split},
+               {"problem_type", problem_type},
                {"output_model", output_model},
                {"priority", priority},
                {"hyperparameters", hp}};
@@ -264,6 +266,23 @@ absl::Status TrainingJobSpec::Validate() const {
   if (train_dataset.empty()) return absl::InvalidArgumentError("train_dataset: required");
   if (output_model.empty()) return absl::InvalidArgumentError("output_model: required");
   BERTD_RETURN_IF_ERROR(Check(eval_split >= 0 && eval_split < 1, "eval_split", "in [0, 1)", eval_split));
+  if (!problem_type.empty()) {
+    if (problem_type == "multi_label_classification") {
+      return absl::InvalidArgumentError(
+          "problem_type: multi_label_classification training is not supported yet; models "
+          "trained elsewhere with it are served (Classify's sigmoid scores)");
+    }
+    if (problem_type != "single_label_classification" && problem_type != "regression") {
+      return absl::InvalidArgumentError(
+          "problem_type: expected single_label_classification or regression (or empty)");
+    }
+    if (task != TrainingTask::kSequenceClassification &&
+        task != TrainingTask::kSentencePairClassification) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "problem_type: only for sequence_classification and sentence_pair_classification, not ",
+          TrainingTaskName(task)));
+    }
+  }
   const TrainingArguments& a = args;
   const std::string p = "hyperparameters.";
   BERTD_RETURN_IF_ERROR(Check(a.learning_rate > 0 && a.learning_rate < 1, p + "learning_rate", "in (0, 1)", a.learning_rate));

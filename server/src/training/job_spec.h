@@ -102,6 +102,10 @@ struct TrainingJobSpec {
   std::string train_dataset;  // dataset id or name
   std::string eval_dataset;   // optional
   double eval_split = 0.0;    // fraction of train held out when no eval_dataset
+  // (Sentence-pair) sequence classification: "single_label_classification" or "regression"
+  // (STS-B: one output, MSE, Pearson/Spearman). "": regression when every training label is a
+  // number and some is not an integer (as run_glue decides from a float label column).
+  std::string problem_type;
   std::string output_model;
   int priority = 0;
   TrainingArguments args;

@@ -61,10 +61,29 @@ std::vector<std::string> ChooseLabels(const TrainingData& data, const model::Ber
   return found;
 }
 
+// Whether a (pair) classification job trains a regression head: as asked, else when every
+// training label is a number and some is not an integer (run_glue's float label column).
+bool IsRegression(const TrainingJobSpec& spec, const TrainingData& data) {
+  if (spec.task != TrainingTask::kSequenceClassification &&
+      spec.task != TrainingTask::kSentencePairClassification) {
+    return false;
+  }
+  if (!spec.problem_type.empty()) return spec.problem_type == "regression";
+  bool fractional = false;
+  for (const data::Example& example : data.train) {
+    double value = 0;
+    if (!absl::SimpleAtod(example.label, &value) || !std::isfinite(value)) return false;
+    int64_t whole = 0;
+    fractional = fractional || !absl::SimpleAtoi(example.label, &whole);
+  }
+  return fractional;
+}
+
 // One padded batch of features.
 struct Batch {
   model::BertInputs inputs;
   at::Tensor labels, start_positions, end_positions;
+  at::Tensor targets;  // regression scores, float
 };
 
 // The device the model's parameters live on.
@@ -81,6 +100,7 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
   at::Tensor types = torch::zeros({n, longest}, torch::kLong);
   at::Tensor mask = torch::zeros({n, longest}, torch::kLong);
   batch.labels = torch::zeros({n}, torch::kLong);
+  batch.targets = torch::zeros({n}, torch::kFloat);
   batch.start_positions = torch::zeros({n}, torch::kLong);
   batch.end_positions = torch::zeros({n}, torch::kLong);
   auto ids_a = ids.accessor<int64_t, 2>();
@@ -94,6 +114,7 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
       mask_a[b][t] = 1;
     }
     batch.labels[b] = f.label;
+    batch.targets[b] = f.target;
     batch.start_positions[b] = f.start_position;
     batch.end_positions[b] = f.end_position;
   }
@@ -102,6 +123,7 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
     types = types.to(device);
     mask = mask.to(device);
     batch.labels = batch.labels.to(device);
+    batch.targets = batch.targets.to(device);
     batch.start_positions = batch.start_positions.to(device);
     batch.end_positions = batch.end_positions.to(device);
   }
@@ -118,7 +140,7 @@ at::Tensor ComputeLoss(model::BertImpl& model, TrainingTask task, const Batch& b
     case TrainingTask::kSentencePairClassification:
       if (logits_out) *logits_out = out.classifier_logits;
       if (model.config().num_labels == 1) {
-        return F::mse_loss(out.classifier_logits.squeeze(-1), batch.labels.to(torch::kFloat));
+        return F::mse_loss(out.classifier_logits.squeeze(-1).to(torch::kFloat), batch.targets);
       }
       return F::cross_entropy(out.classifier_logits, batch.labels);
     case TrainingTask::kNextSentence:
@@ -248,6 +270,21 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
     }
     return metrics;
   }
+  if (model.config().num_labels == 1) {
+    // Regression: every rank writes its predictions into its positions of one vector; the sum
+    // over ranks is then every prediction in feature order.
+    std::vector<double> values(features.size() + 1, 0.0);
+    values.back() = loss_sum;
+    for (size_t k = 0; k < mine.size(); ++k) values[mine[k]] = logits_of_mine[k][0].item<double>();
+    if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&values));
+    std::vector<double> scores(values.begin(), values.end() - 1), golds;
+    for (const data::Feature& feature : features) golds.push_back(feature.target);
+    metrics["eval_loss"] = features.empty() ? 0 : values.back() / features.size();
+    // The names of the GLUE STS-B metric in Hugging Face's evaluate.
+    metrics["pearson"] = data::PearsonCorrelation(scores, golds).value_or(0);
+    metrics["spearmanr"] = data::SpearmanCorrelation(scores, golds).value_or(0);
+    return metrics;
+  }
   std::vector<int32_t> predictions, golds;
   std::vector<double> sums = {loss_sum};
   if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&sums));
@@ -277,7 +314,8 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
   return metrics;
 }
 
-std::string MainMetric(TrainingTask task) {
+std::string MainMetric(TrainingTask task, bool regression) {
+  if (regression) return "pearson";
   return task == TrainingTask::kSpanExtraction ? "f1" : "accuracy";
 }
 
@@ -301,12 +339,21 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
                            model::BertConfig::FromFile((fs::path(base_model_dir) / "config.json").string()));
     BERTD_ASSIGN_OR_RETURN(text::BertTokenizer tokenizer, text::BertTokenizer::FromDirectory(base_model_dir));
 
-    const std::vector<std::string> labels = ChooseLabels(data, base_config, spec.task);
+    const bool regression = IsRegression(spec, data);
+    const std::vector<std::string> labels =
+        regression ? std::vector<std::string>{"LABEL_0"} : ChooseLabels(data, base_config, spec.task);
     std::map<std::string, int> label_to_id;
     model::ModelLoadOptions load_options;
     load_options.architecture = ArchitectureFor(spec.task);
     load_options.ignore_mismatched_sizes = true;
-    if (spec.task != TrainingTask::kSpanExtraction && spec.task != TrainingTask::kNextSentence) {
+    if (spec.task == TrainingTask::kSequenceClassification ||
+        spec.task == TrainingTask::kSentencePairClassification) {
+      // Written into config.json, so that Classify reads the outputs as they were trained.
+      load_options.problem_type = regression ? "regression" : "single_label_classification";
+    }
+    if (regression) {
+      load_options.id2label[0] = labels[0];
+    } else if (spec.task != TrainingTask::kSpanExtraction && spec.task != TrainingTask::kNextSentence) {
       for (size_t id = 0; id < labels.size(); ++id) {
         label_to_id[labels[id]] = static_cast<int>(id);
         load_options.id2label[static_cast<int>(id)] = labels[id];
@@ -327,6 +374,7 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
         return data::FeaturizeSpans(examples, tokenizer, max_length,
                                     std::min(args.doc_stride, max_length / 4));
       }
+      if (regression) return data::FeaturizeRegression(examples, tokenizer, max_length);
       return data::FeaturizeClassification(examples, tokenizer, label_to_id, max_length);
     };
     BERTD_ASSIGN_OR_RETURN(std::vector<data::Feature> train_features, featurize(data.train));
@@ -352,7 +400,8 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
                         pad_id, dp);
       };
     }
-    loop.best_metric = args.metric_for_best_model.empty() ? MainMetric(spec.task) : args.metric_for_best_model;
+    loop.best_metric =
+        args.metric_for_best_model.empty() ? MainMetric(spec.task, regression) : args.metric_for_best_model;
     loop.lower_is_better = loop.best_metric == "eval_loss";
     BERTD_ASSIGN_OR_RETURN(LoopResult outcome, RunTrainingLoop(args, *model, work_dir, loop, hooks));
 

@@ -90,4 +90,24 @@ TEST(SquadMetricsTest, ImpossibleQuestionsNeedAnEmptyPrediction) {
 }
 
 }  // namespace
+// References: numpy.corrcoef on the values, and on ranks worked out by hand with ties averaged
+// (what scipy.stats.spearmanr does).
+TEST(RegressionMetricsTest, PearsonAndSpearmanMatchNumpy) {
+  const std::vector<double> x = {1, 2, 3, 4, 5}, y = {5, 6, 7, 8, 7};
+  EXPECT_NEAR(*PearsonCorrelation(x, y), 0.8320502943378437, 1e-12);
+  // ranks of y: 1, 2, 3.5, 5, 3.5
+  EXPECT_NEAR(*SpearmanCorrelation(x, y), 0.8207826816681234, 1e-12);
+  const std::vector<double> a = {0.1, 0.4, 0.4, 0.2, 0.9, 0.9, 0.9}, b = {1, 3, 2, 2, 5, 4, 4};
+  EXPECT_NEAR(*PearsonCorrelation(a, b), 0.9414376822502502, 1e-12);
+  // ranks: a 1, 3.5, 3.5, 2, 6, 6, 6; b 1, 4, 2.5, 2.5, 7, 5.5, 5.5
+  EXPECT_NEAR(*SpearmanCorrelation(a, b), 0.9432422182837986, 1e-12);
+}
+
+TEST(RegressionMetricsTest, UndefinedIsZeroAndLengthsMustMatch) {
+  EXPECT_EQ(*PearsonCorrelation(std::vector<double>{1, 1, 1}, std::vector<double>{1, 2, 3}), 0.0);
+  EXPECT_EQ(*SpearmanCorrelation(std::vector<double>{2}, std::vector<double>{3}), 0.0);
+  EXPECT_NEAR(*SpearmanCorrelation(std::vector<double>{1, 2, 3}, std::vector<double>{30, 20, 10}), -1.0, 1e-12);
+  EXPECT_FALSE(PearsonCorrelation(std::vector<double>{1, 2}, std::vector<double>{1}).ok());
+}
+
 }  // namespace bertd::data

@@ -254,6 +254,94 @@ TEST_F(TrainerTest, SquadV2DataReportsTheHasAnsAndNoAnsSplit) {
   EXPECT_TRUE(m.at("NoAns_exact") == 0 || m.at("NoAns_exact") == 50 || m.at("NoAns_exact") == 100);
 }
 
+// STS-B-like scores: "good"/"great" high, "bad"/"awful" low.
+std::vector<data::Example> ScoredExamples() {
+  std::vector<data::Example> examples;
+  for (const data::Example& sentiment : SentimentExamples()) {
+    data::Example example = sentiment;
+    const bool positive = sentiment.label == "pos";
+    example.label = positive ? "4.5" : "0.5";
+    if (example.text.find("fine") != std::string::npos) example.label = "3.25";
+    examples.push_back(example);
+  }
+  return examples;
+}
+
+TEST_F(TrainerTest, FractionalLabelsTrainARegressionHeadWithMseAndCorrelations) {
+  TrainingJobSpec spec = Spec();
+  spec.args.max_steps = 120;  // as the classification test that learns the same words
+  spec.args.learning_rate = 3e-3;
+  const std::vector<data::Example> examples = ScoredExamples();
+  auto result = RunFineTuning(spec, base_, {examples, examples, {}}, dir_ + "/w-reg", dir_ + "/reg", {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  const auto& m = result->eval_metrics;
+  ASSERT_TRUE(m.count("pearson") && m.count("spearmanr") && m.count("eval_loss"));
+  EXPECT_FALSE(m.count("accuracy"));
+  EXPECT_GT(m.at("pearson"), 0.9) << "a learnable score is learnt";
+  EXPECT_GT(m.at("spearmanr"), 0.8);
+  auto config = model::BertConfig::FromFile(dir_ + "/reg/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->num_labels, 1);
+  EXPECT_EQ(config->problem_type, "regression");
+}
+
+TEST_F(TrainerTest, ProblemTypeOverridesTheGuessBothWays) {
+  // Integer scores are classes unless the job says regression...
+  std::vector<data::Example> examples = SentimentExamples();
+  for (data::Example& example : examples) example.label = example.label == "pos" ? "4" : "1";
+  TrainingJobSpec spec = Spec();
+  spec.args.max_steps = 2;
+  spec.problem_type = "regression";
+  auto result = RunFineTuning(spec, base_, {examples, examples, {}}, dir_ + "/w1", dir_ + "/o1", {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->eval_metrics.count("pearson"));
+  // ...and fractional ones are classes when it says single_label_classification.
+  spec.problem_type = "single_label_classification";
+  examples = ScoredExamples();
+  result = RunFineTuning(spec, base_, {examples, examples, {}}, dir_ + "/w2", dir_ + "/o2", {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->eval_metrics.count("accuracy"));
+  auto config = model::BertConfig::FromFile(dir_ + "/o2/config.json");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->num_labels, 3);  // 0.5, 3.25, 4.5
+  EXPECT_EQ(config->problem_type, "single_label_classification");
+}
+
+TEST_F(TrainerTest, ARegressionJobNamesTheExampleWithoutAScore) {
+  std::vector<data::Example> examples = ScoredExamples();
+  examples[3].label = "high";
+  TrainingJobSpec spec = Spec();
+  spec.args.max_steps = 2;
+  spec.problem_type = "regression";
+  auto result = RunFineTuning(spec, base_, {examples, {}, {}}, dir_ + "/w3", dir_ + "/o3", {});
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("is not a number"), std::string::npos)
+      << result.status();
+}
+
+TEST(JobSpecTest, ProblemTypeIsCheckedAndRoundTrips) {
+  const char* base = R"({"task": "%s", "base_model": "b", "train_dataset": "t",
+                         "output_model": "o", "problem_type": "%s"})";
+  auto make = [&](const char* task, const char* problem) {
+    char buffer[512];
+    std::snprintf(buffer, sizeof buffer, base, task, problem);
+    return TrainingJobSpec::FromJson(buffer);
+  };
+  auto spec = make("sentence_pair_classification", "regression");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->problem_type, "regression");
+  auto again = TrainingJobSpec::FromJson(spec->ToJson());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->problem_type, "regression");
+  for (auto [task, problem] : {std::pair{"sequence_classification", "multi_label_classification"},
+                               std::pair{"sequence_classification", "ordinal"},
+                               std::pair{"span_extraction", "regression"}}) {
+    auto bad = make(task, problem);
+    ASSERT_FALSE(bad.ok()) << task << " " << problem;
+    EXPECT_NE(bad.status().message().find("problem_type"), std::string::npos) << bad.status();
+  }
+}
+
 TEST(JobSpecTest, ParsesHuggingFaceNamesAndNamesBadFields) {
   auto spec = TrainingJobSpec::FromJson(R"({"task": "sentence_pair_classification",
       "base_model": "bert@1", "train_dataset": "mrpc", "output_model": "mrpc-bert",
