@@ -730,6 +730,60 @@ TEST_F(TrainingJobsTest, StsBScoresTrainARegressionModelThatServesRawScores) {
   EXPECT_EQ(response.results(0).score(), response.results(0).scores(0).score());
 }
 
+// JSONL labels given as lists train a multi-label model; it serves a sigmoid per label and the
+// labels over the threshold.
+TEST_F(TrainingJobsTest, ListLabelsTrainAMultiLabelModelThatServesLabelSets) {
+  StartServer({"--cpu_workers=1"});
+  std::string rows;
+  const char* lines[] = {
+      R"({"text": "great acting and a good plot", "label": ["acting", "plot"]})",
+      R"({"text": "the acting was wooden", "label": ["acting"]})",
+      R"({"text": "a plot full of holes", "label": ["plot"]})",
+      R"({"text": "nice weather today", "label": []})"};
+  for (int i = 0; i < 6; ++i) {
+    for (const char* line : lines) rows += std::string(line) + "\n";
+  }
+  v1::DatasetMetadata metadata;
+  metadata.set_name("tags");
+  metadata.set_format("jsonl");
+  *metadata.mutable_text() = Named("text");
+  *metadata.mutable_label() = Named("label");
+  UploadOk(metadata, rows);
+  v1::JobSpec spec = TinySpec("tags", "tagger");
+  spec.set_eval_dataset("tags");
+  spec.mutable_hyperparameters()->set_max_steps(4);
+  v1::Job job;
+  grpc::Status status = Submit(spec, &job);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::Job done = WaitForJob(jobs_.get(), job.id(), IsFinal);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << "\n" << server_->log();
+  EXPECT_TRUE(done.eval_metrics().count("f1_micro"));
+  EXPECT_TRUE(done.eval_metrics().count("f1_macro"));
+
+  auto models = v1::ModelService::NewStub(server_->channel());
+  v1::GetModelRequest get;
+  get.set_model(done.result_model());
+  v1::ModelInfo info;
+  grpc::ClientContext get_context;
+  ASSERT_TRUE(models->GetModel(&get_context, get, &info).ok());
+  EXPECT_EQ(info.problem_type(), "multi_label_classification");
+  EXPECT_THAT(std::vector<std::string>(info.labels().begin(), info.labels().end()),
+              ::testing::ElementsAre("acting", "plot"));
+  // Threshold 0 selects every label, 1 (practically) none.
+  for (float threshold : {0.0f, 1.0f}) {
+    v1::ClassifyRequest classify;
+    classify.set_model(done.result_model());
+    classify.set_threshold(threshold);
+    classify.add_inputs()->set_text("good acting");
+    v1::ClassifyResponse response;
+    grpc::ClientContext context;
+    auto inference = v1::InferenceService::NewStub(server_->channel());
+    ASSERT_TRUE(inference->Classify(&context, classify, &response).ok());
+    // (A softmax model never lists labels.)
+    EXPECT_EQ(response.results(0).labels_size(), threshold == 0.0f ? 2 : 0);
+  }
+}
+
 TEST_F(TrainingJobsTest, RunningJobCancelsAndTheServerStaysHealthy) {
   BERTD_REQUIRE_SHARED("data/glue/SST-2/dev.tsv");
   StartServer({"--cpu_workers=1"});

@@ -195,9 +195,9 @@ absl::StatusOr<std::string> JsonlField(const Json& object, const std::string& ke
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return std::string();
   if (it->is_string()) return it->get<std::string>();
-  if (scalars_allowed && (it->is_number_integer() || it->is_boolean())) return it->dump();
+  if (scalars_allowed && (it->is_number() || it->is_boolean())) return it->dump();
   return absl::InvalidArgumentError(absl::StrCat(
-      where, ": expected ", scalars_allowed ? "a string, integer or boolean" : "a string", ", got ",
+      where, ": expected ", scalars_allowed ? "a string, number or boolean" : "a string", ", got ",
       it->type_name()));
 }
 
@@ -248,7 +248,24 @@ absl::StatusOr<ParsedDataset> ParseJsonl(absl::string_view bytes, const DatasetS
             key_where(pair_key), object.contains(pair_key) ? ": empty text" : ": missing text"));
       }
     }
-    if (!label_key.empty()) {
+    if (auto list = object.find(label_key); !label_key.empty() && list != object.end() && list->is_array()) {
+      // Multi-label: every label that applies ([] for none).
+      example.multi_label = true;
+      for (size_t k = 0; k < list->size(); ++k) {
+        const Json& item = (*list)[k];
+        const std::string where = absl::StrCat(key_where(label_key), "[", k, "]");
+        if (!item.is_string() && !item.is_number_integer()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": expected a string or integer label, got ", item.type_name()));
+        }
+        std::string label(absl::StripAsciiWhitespace(item.is_string() ? item.get<std::string>() : item.dump()));
+        BERTD_RETURN_IF_ERROR(CheckLabel(label, spec, where));
+        if (std::find(example.labels.begin(), example.labels.end(), label) == example.labels.end()) {
+          ++parsed.label_counts[label];
+          example.labels.push_back(std::move(label));
+        }
+      }
+    } else if (!label_key.empty()) {
       BERTD_ASSIGN_OR_RETURN(std::string label,
                              JsonlField(object, label_key, true, key_where(label_key)));
       example.label = std::string(absl::StripAsciiWhitespace(label));

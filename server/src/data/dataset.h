@@ -54,6 +54,10 @@ struct Example {
   std::string text;       // squad: the question
   std::string text_pair;  // squad: the context
   std::string label;      // empty when unlabelled, and for squad
+  // Multi-label data (a JSONL label that is a list): every label that applies, possibly none;
+  // `label` is then empty and `multi_label` true.
+  std::vector<std::string> labels;
+  bool multi_label = false;
   std::vector<Answer> answers;
   bool is_impossible = false;
 };

@@ -92,6 +92,28 @@ absl::StatusOr<std::vector<Feature>> FeaturizeClassification(
   return features;
 }
 
+absl::StatusOr<std::vector<Feature>> FeaturizeMultiLabel(
+    const std::vector<Example>& examples, const text::BertTokenizer& tokenizer,
+    const std::map<std::string, int>& label_to_id, int max_seq_length) {
+  std::vector<Feature> features;
+  BERTD_ASSIGN_OR_RETURN(features, FeaturizeClassification(examples, tokenizer, {}, max_seq_length,
+                                                           /*labels_required=*/false));
+  for (size_t i = 0; i < examples.size(); ++i) {
+    std::vector<std::string> labels = examples[i].labels;
+    if (!examples[i].multi_label && !examples[i].label.empty()) labels.push_back(examples[i].label);
+    features[i].multi_hot.assign(label_to_id.size(), 0.0f);
+    for (const std::string& label : labels) {
+      auto it = label_to_id.find(label);
+      if (it == label_to_id.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(NameExample(i, examples[i]), ": label ",
+                                                       QuoteForMessage(label), " has no id"));
+      }
+      features[i].multi_hot[static_cast<size_t>(it->second)] = 1.0f;
+    }
+  }
+  return features;
+}
+
 absl::StatusOr<std::vector<Feature>> FeaturizeRegression(const std::vector<Example>& examples,
                                                          const text::BertTokenizer& tokenizer,
                                                          int max_seq_length) {

@@ -19,6 +19,7 @@ struct Feature {
   std::vector<int32_t> ids, type_ids;
   int32_t label = -1;  // classification: the label's id; -1 when unlabelled (and for spans)
   float target = 0;    // regression: the example's score
+  std::vector<float> multi_hot;  // multi-label: 1 for every label that applies, by label id
   // Spans: token positions of the first answer in this window, both 0 ([CLS]) when the answer
   // is not wholly inside it or the question is impossible.
   int32_t start_position = 0, end_position = 0;
@@ -40,6 +41,13 @@ absl::StatusOr<std::vector<Feature>> FeaturizeClassification(
 
 // As FeaturizeClassification, for regression (STS-B): each label is parsed as a number into
 // `target`. INVALID_ARGUMENT naming the example for a missing or non-numeric score.
+// As FeaturizeClassification, for multi-label data: `multi_hot` has one entry per label id, 1 for
+// the example's labels (a single `label` counts as a list of one). INVALID_ARGUMENT naming the
+// example for a label missing from label_to_id.
+absl::StatusOr<std::vector<Feature>> FeaturizeMultiLabel(
+    const std::vector<Example>& examples, const text::BertTokenizer& tokenizer,
+    const std::map<std::string, int>& label_to_id, int max_seq_length);
+
 absl::StatusOr<std::vector<Feature>> FeaturizeRegression(const std::vector<Example>& examples,
                                                          const text::BertTokenizer& tokenizer,
                                                          int max_seq_length);

@@ -137,6 +137,49 @@ absl::StatusOr<double> SpearmanCorrelation(absl::Span<const double> predictions,
   return PearsonCorrelation(x, y);
 }
 
+absl::StatusOr<MultiLabelScores> MultiLabelMetrics(const std::vector<std::vector<int>>& predictions,
+                                                   const std::vector<std::vector<int>>& golds) {
+  if (predictions.size() != golds.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(predictions.size(), " predictions but ", golds.size(), " gold rows"));
+  }
+  MultiLabelScores scores;
+  if (golds.empty()) return scores;
+  const size_t labels = golds.front().size();
+  std::vector<int64_t> tp(labels, 0), fp(labels, 0), fn(labels, 0);
+  int64_t exact = 0;
+  for (size_t i = 0; i < golds.size(); ++i) {
+    if (predictions[i].size() != labels || golds[i].size() != labels) {
+      return absl::InvalidArgumentError(absl::StrCat("row ", i, " does not have ", labels, " labels"));
+    }
+    bool all = true;
+    for (size_t l = 0; l < labels; ++l) {
+      const bool p = predictions[i][l] != 0, g = golds[i][l] != 0;
+      tp[l] += p && g;
+      fp[l] += p && !g;
+      fn[l] += !p && g;
+      all = all && p == g;
+    }
+    exact += all;
+  }
+  auto f1 = [](int64_t t, int64_t f_p, int64_t f_n) {
+    const int64_t denominator = 2 * t + f_p + f_n;
+    return denominator == 0 ? 0.0 : 2.0 * static_cast<double>(t) / static_cast<double>(denominator);
+  };
+  int64_t sum_tp = 0, sum_fp = 0, sum_fn = 0;
+  double macro = 0;
+  for (size_t l = 0; l < labels; ++l) {
+    sum_tp += tp[l];
+    sum_fp += fp[l];
+    sum_fn += fn[l];
+    macro += f1(tp[l], fp[l], fn[l]);
+  }
+  scores.f1_micro = f1(sum_tp, sum_fp, sum_fn);
+  scores.f1_macro = labels == 0 ? 0 : macro / static_cast<double>(labels);
+  scores.subset_accuracy = static_cast<double>(exact) / static_cast<double>(golds.size());
+  return scores;
+}
+
 absl::StatusOr<double> Accuracy(absl::Span<const int32_t> predictions,
                                 absl::Span<const int32_t> golds) {
   if (absl::Status s = CheckSameLength(predictions, golds); !s.ok()) return s;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -30,6 +31,18 @@ absl::StatusOr<double> PearsonCorrelation(absl::Span<const double> predictions,
                                           absl::Span<const double> golds);
 absl::StatusOr<double> SpearmanCorrelation(absl::Span<const double> predictions,
                                            absl::Span<const double> golds);
+
+// Multi-label metrics over parallel rows of 0/1 decisions (one column per label), as
+// scikit-learn's f1_score(average="micro"/"macro") and accuracy_score (every label right).
+// A label with no positive prediction and no positive gold has F1 0 in the macro mean, as
+// scikit-learn's zero_division=0. INVALID_ARGUMENT when the shapes differ.
+struct MultiLabelScores {
+  double f1_micro = 0;
+  double f1_macro = 0;
+  double subset_accuracy = 0;
+};
+absl::StatusOr<MultiLabelScores> MultiLabelMetrics(const std::vector<std::vector<int>>& predictions,
+                                                   const std::vector<std::vector<int>>& golds);
 
 // The official SQuAD v1.1/v2.0 evaluation script's normalize_answer: lowercase, drop ASCII
 // punctuation, drop the words a/an/the, collapse whitespace.

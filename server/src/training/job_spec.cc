@@ -267,14 +267,11 @@ absl::Status TrainingJobSpec::Validate() const {
   if (output_model.empty()) return absl::InvalidArgumentError("output_model: required");
   BERTD_RETURN_IF_ERROR(Check(eval_split >= 0 && eval_split < 1, "eval_split", "in [0, 1)", eval_split));
   if (!problem_type.empty()) {
-    if (problem_type == "multi_label_classification") {
+    if (problem_type != "single_label_classification" && problem_type != "regression" &&
+        problem_type != "multi_label_classification") {
       return absl::InvalidArgumentError(
-          "problem_type: multi_label_classification training is not supported yet; models "
-          "trained elsewhere with it are served (Classify's sigmoid scores)");
-    }
-    if (problem_type != "single_label_classification" && problem_type != "regression") {
-      return absl::InvalidArgumentError(
-          "problem_type: expected single_label_classification or regression (or empty)");
+          "problem_type: expected single_label_classification, multi_label_classification or "
+          "regression (or empty)");
     }
     if (task != TrainingTask::kSequenceClassification &&
         task != TrainingTask::kSentencePairClassification) {

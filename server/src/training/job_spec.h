@@ -102,9 +102,11 @@ struct TrainingJobSpec {
   std::string train_dataset;  // dataset id or name
   std::string eval_dataset;   // optional
   double eval_split = 0.0;    // fraction of train held out when no eval_dataset
-  // (Sentence-pair) sequence classification: "single_label_classification" or "regression"
-  // (STS-B: one output, MSE, Pearson/Spearman). "": regression when every training label is a
-  // number and some is not an integer (as run_glue decides from a float label column).
+  // (Sentence-pair) sequence classification: "single_label_classification",
+  // "multi_label_classification" (labels as lists; a sigmoid and binary cross-entropy per label)
+  // or "regression" (STS-B: one output, MSE, Pearson/Spearman). "": multi-label when some
+  // training example has a list of labels, regression when every label is a number and some is
+  // not an integer (as run_glue decides from a float label column), else single-label.
   std::string problem_type;
   std::string output_model;
   int priority = 0;

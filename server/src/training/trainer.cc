@@ -38,8 +38,12 @@ std::vector<std::string> ChooseLabels(const TrainingData& data, const model::Ber
   if (task == TrainingTask::kNextSentence) return {"0", "1"};  // 0 = is next, as BERT's NSP
   if (!data.labels.empty()) return data.labels;
   std::vector<std::string> found;
+  auto add = [&found](const std::string& label) {
+    if (std::find(found.begin(), found.end(), label) == found.end()) found.push_back(label);
+  };
   for (const data::Example& example : data.train) {
-    if (std::find(found.begin(), found.end(), example.label) == found.end()) found.push_back(example.label);
+    if (!example.multi_label) add(example.label);
+    for (const std::string& label : example.labels) add(label);
   }
   if (base.PrimaryArchitecture() == model::Architecture::kBertForSequenceClassification &&
       static_cast<int>(found.size()) == base.num_labels) {
@@ -71,6 +75,7 @@ bool IsRegression(const TrainingJobSpec& spec, const TrainingData& data) {
   if (!spec.problem_type.empty()) return spec.problem_type == "regression";
   bool fractional = false;
   for (const data::Example& example : data.train) {
+    if (example.multi_label) return false;
     double value = 0;
     if (!absl::SimpleAtod(example.label, &value) || !std::isfinite(value)) return false;
     int64_t whole = 0;
@@ -79,11 +84,24 @@ bool IsRegression(const TrainingJobSpec& spec, const TrainingData& data) {
   return fractional;
 }
 
+// Whether a (pair) classification job trains one yes/no output per label: as asked, else when some
+// training example lists its labels.
+bool IsMultiLabel(const TrainingJobSpec& spec, const TrainingData& data) {
+  if (spec.task != TrainingTask::kSequenceClassification &&
+      spec.task != TrainingTask::kSentencePairClassification) {
+    return false;
+  }
+  if (!spec.problem_type.empty()) return spec.problem_type == "multi_label_classification";
+  return std::any_of(data.train.begin(), data.train.end(),
+                     [](const data::Example& example) { return example.multi_label; });
+}
+
 // One padded batch of features.
 struct Batch {
   model::BertInputs inputs;
   at::Tensor labels, start_positions, end_positions;
   at::Tensor targets;  // regression scores, float
+  at::Tensor multi_hot;  // multi-label: [batch, labels], float
 };
 
 // The device the model's parameters live on.
@@ -101,6 +119,8 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
   at::Tensor mask = torch::zeros({n, longest}, torch::kLong);
   batch.labels = torch::zeros({n}, torch::kLong);
   batch.targets = torch::zeros({n}, torch::kFloat);
+  const int64_t num_labels = n > 0 ? static_cast<int64_t>(features[indices[0]].multi_hot.size()) : 0;
+  batch.multi_hot = torch::zeros({n, num_labels}, torch::kFloat);
   batch.start_positions = torch::zeros({n}, torch::kLong);
   batch.end_positions = torch::zeros({n}, torch::kLong);
   auto ids_a = ids.accessor<int64_t, 2>();
@@ -115,6 +135,9 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
     }
     batch.labels[b] = f.label;
     batch.targets[b] = f.target;
+    if (num_labels > 0) {
+      batch.multi_hot[b] = torch::tensor(f.multi_hot, torch::kFloat);
+    }
     batch.start_positions[b] = f.start_position;
     batch.end_positions[b] = f.end_position;
   }
@@ -124,6 +147,7 @@ Batch MakeBatch(const std::vector<data::Feature>& features, const std::vector<in
     mask = mask.to(device);
     batch.labels = batch.labels.to(device);
     batch.targets = batch.targets.to(device);
+    batch.multi_hot = batch.multi_hot.to(device);
     batch.start_positions = batch.start_positions.to(device);
     batch.end_positions = batch.end_positions.to(device);
   }
@@ -139,6 +163,11 @@ at::Tensor ComputeLoss(model::BertImpl& model, TrainingTask task, const Batch& b
     case TrainingTask::kSequenceClassification:
     case TrainingTask::kSentencePairClassification:
       if (logits_out) *logits_out = out.classifier_logits;
+      if (model.config().problem_type == "multi_label_classification") {
+        // As BertForSequenceClassification: BCEWithLogitsLoss over every label.
+        return F::binary_cross_entropy_with_logits(out.classifier_logits.to(torch::kFloat),
+                                                   batch.multi_hot);
+      }
       if (model.config().num_labels == 1) {
         return F::mse_loss(out.classifier_logits.squeeze(-1).to(torch::kFloat), batch.targets);
       }
@@ -270,6 +299,34 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
     }
     return metrics;
   }
+  if (model.config().problem_type == "multi_label_classification") {
+    // Every rank writes its 0/1 decisions (sigmoid >= 0.5, i.e. logit >= 0) into its rows; the sum
+    // over ranks is every row.
+    const size_t labels = static_cast<size_t>(model.config().num_labels);
+    std::vector<double> values(features.size() * labels + 1, 0.0);
+    values.back() = loss_sum;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      auto row = logits_of_mine[k].accessor<float, 1>();
+      for (size_t l = 0; l < labels; ++l) values[mine[k] * labels + l] = row[l] >= 0 ? 1.0 : 0.0;
+    }
+    if (dp) BERTD_RETURN_IF_ERROR(dp->AllReduceSum(&values));
+    std::vector<std::vector<int>> decided, golds;
+    for (size_t i = 0; i < features.size(); ++i) {
+      std::vector<int> row(labels), gold(labels);
+      for (size_t l = 0; l < labels; ++l) {
+        row[l] = values[i * labels + l] > 0.5 ? 1 : 0;
+        gold[l] = features[i].multi_hot[l] > 0.5f ? 1 : 0;
+      }
+      decided.push_back(std::move(row));
+      golds.push_back(std::move(gold));
+    }
+    BERTD_ASSIGN_OR_RETURN(data::MultiLabelScores scores, data::MultiLabelMetrics(decided, golds));
+    metrics["eval_loss"] = features.empty() ? 0 : values.back() / features.size();
+    metrics["f1_micro"] = scores.f1_micro;
+    metrics["f1_macro"] = scores.f1_macro;
+    metrics["accuracy"] = scores.subset_accuracy;
+    return metrics;
+  }
   if (model.config().num_labels == 1) {
     // Regression: every rank writes its predictions into its positions of one vector; the sum
     // over ranks is then every prediction in feature order.
@@ -314,8 +371,9 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(model::BertImpl& model, T
   return metrics;
 }
 
-std::string MainMetric(TrainingTask task, bool regression) {
+std::string MainMetric(TrainingTask task, bool regression, bool multi_label) {
   if (regression) return "pearson";
+  if (multi_label) return "f1_micro";
   return task == TrainingTask::kSpanExtraction ? "f1" : "accuracy";
 }
 
@@ -340,6 +398,7 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
     BERTD_ASSIGN_OR_RETURN(text::BertTokenizer tokenizer, text::BertTokenizer::FromDirectory(base_model_dir));
 
     const bool regression = IsRegression(spec, data);
+    const bool multi_label = IsMultiLabel(spec, data);
     const std::vector<std::string> labels =
         regression ? std::vector<std::string>{"LABEL_0"} : ChooseLabels(data, base_config, spec.task);
     std::map<std::string, int> label_to_id;
@@ -349,7 +408,9 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
     if (spec.task == TrainingTask::kSequenceClassification ||
         spec.task == TrainingTask::kSentencePairClassification) {
       // Written into config.json, so that Classify reads the outputs as they were trained.
-      load_options.problem_type = regression ? "regression" : "single_label_classification";
+      load_options.problem_type = regression    ? "regression"
+                                  : multi_label ? "multi_label_classification"
+                                                : "single_label_classification";
     }
     if (regression) {
       load_options.id2label[0] = labels[0];
@@ -375,6 +436,7 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
                                     std::min(args.doc_stride, max_length / 4));
       }
       if (regression) return data::FeaturizeRegression(examples, tokenizer, max_length);
+      if (multi_label) return data::FeaturizeMultiLabel(examples, tokenizer, label_to_id, max_length);
       return data::FeaturizeClassification(examples, tokenizer, label_to_id, max_length);
     };
     BERTD_ASSIGN_OR_RETURN(std::vector<data::Feature> train_features, featurize(data.train));
@@ -401,7 +463,7 @@ absl::StatusOr<TrainingResult> RunFineTuning(const TrainingJobSpec& spec,
       };
     }
     loop.best_metric =
-        args.metric_for_best_model.empty() ? MainMetric(spec.task, regression) : args.metric_for_best_model;
+        args.metric_for_best_model.empty() ? MainMetric(spec.task, regression, multi_label) : args.metric_for_best_model;
     loop.lower_is_better = loop.best_metric == "eval_loss";
     BERTD_ASSIGN_OR_RETURN(LoopResult outcome, RunTrainingLoop(args, *model, work_dir, loop, hooks));
 

@@ -254,6 +254,31 @@ TEST(JsonlTest, KeysPerTheColumnMapping) {
   EXPECT_THAT(parsed->label_counts, ElementsAre(Pair("1", 1), Pair("entailment", 1)));
 }
 
+TEST(JsonlTest, ListLabelsAreMultiLabelAndScoresAreNumbers) {
+  const std::string bytes =
+      "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": [\"sports\", \"politics\", \"sports\"]}\n"
+      "{\"sentence1\": \"c\", \"sentence2\": \"d\", \"label\": []}\n"
+      "{\"sentence1\": \"e\", \"sentence2\": \"f\", \"label\": [3]}\n"
+      "{\"sentence1\": \"g\", \"sentence2\": \"h\", \"label\": 3.8}\n";
+  absl::StatusOr<ParsedDataset> parsed = ParseDatasetBytes(bytes, Jsonl());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->examples[0].multi_label);
+  EXPECT_THAT(parsed->examples[0].labels, ElementsAre("sports", "politics"));  // once each
+  EXPECT_TRUE(parsed->examples[1].multi_label);
+  EXPECT_TRUE(parsed->examples[1].labels.empty());
+  EXPECT_THAT(parsed->examples[2].labels, ElementsAre("3"));
+  EXPECT_FALSE(parsed->examples[3].multi_label);
+  EXPECT_EQ(parsed->examples[3].label, "3.8");  // an STS-B score
+  EXPECT_THAT(parsed->label_counts,
+              ElementsAre(Pair("3", 1), Pair("3.8", 1), Pair("politics", 1), Pair("sports", 1)));
+  EXPECT_EQ(ErrorOf("{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": [\"x\", {}]}\n", Jsonl()),
+            "line 1, key \"label\"[1]: expected a string or integer label, got object");
+  DatasetSpec allowed = Jsonl();
+  allowed.allowed_labels = {"x"};
+  EXPECT_EQ(ErrorOf("{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": [\"x\", \"y\"]}\n", allowed),
+            "line 1, key \"label\"[1]: label \"y\" is not one of the allowed labels (\"x\")");
+}
+
 TEST(JsonlTest, RejectsBadLines) {
   const std::string ok = "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"x\"}\n";
   EXPECT_EQ(ErrorOf(ok + "{\"sentence1\": \"a\", \"sentence2\": \"b\"}\n", Jsonl()),

@@ -110,4 +110,19 @@ TEST(RegressionMetricsTest, UndefinedIsZeroAndLengthsMustMatch) {
   EXPECT_FALSE(PearsonCorrelation(std::vector<double>{1, 2}, std::vector<double>{1}).ok());
 }
 
+// Worked by hand (scikit-learn's definitions): label 0: tp 2 fp 0 fn 0 (F1 1); label 1: tp 1
+// fp 1 fn 1 (F1 0.5); label 2: no positives at all (F1 0, zero_division=0). Micro: tp 3, fp 1,
+// fn 1: F1 6/8. Macro: (1 + 0.5 + 0) / 3. Rows right in every label: 1 of 3.
+TEST(MultiLabelMetricsTest, MicroMacroAndSubsetAccuracy) {
+  const std::vector<std::vector<int>> golds = {{1, 1, 0}, {1, 0, 0}, {0, 1, 0}};
+  const std::vector<std::vector<int>> predictions = {{1, 1, 0}, {1, 1, 0}, {0, 0, 0}};
+  absl::StatusOr<MultiLabelScores> scores = MultiLabelMetrics(predictions, golds);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  EXPECT_DOUBLE_EQ(scores->f1_micro, 0.75);
+  EXPECT_DOUBLE_EQ(scores->f1_macro, 0.5);
+  EXPECT_DOUBLE_EQ(scores->subset_accuracy, 1.0 / 3);
+  EXPECT_FALSE(MultiLabelMetrics({{1, 0}}, {{1, 0, 0}}).ok());
+  EXPECT_FALSE(MultiLabelMetrics({{1}}, {}).ok());
+}
+
 }  // namespace bertd::data

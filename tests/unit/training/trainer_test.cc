@@ -319,6 +319,41 @@ TEST_F(TrainerTest, ARegressionJobNamesTheExampleWithoutAScore) {
       << result.status();
 }
 
+// Topics that can co-occur: "good"/"great" -> praise, "acting" -> acting, "plot" -> plot.
+std::vector<data::Example> TaggedExamples() {
+  std::vector<data::Example> examples;
+  for (const data::Example& sentiment : SentimentExamples()) {
+    data::Example example = sentiment;
+    example.label.clear();
+    example.multi_label = true;
+    if (sentiment.label == "pos") example.labels.push_back("praise");
+    if (sentiment.text.find("acting") != std::string::npos) example.labels.push_back("acting");
+    if (sentiment.text.find("plot") != std::string::npos) example.labels.push_back("plot");
+    examples.push_back(example);
+  }
+  return examples;
+}
+
+TEST_F(TrainerTest, ListLabelsTrainAMultiLabelHeadWithBinaryCrossEntropy) {
+  TrainingJobSpec spec = Spec();
+  spec.args.max_steps = 120;
+  spec.args.learning_rate = 3e-3;
+  const std::vector<data::Example> examples = TaggedExamples();
+  auto result = RunFineTuning(spec, base_, {examples, examples, {}}, dir_ + "/w-ml", dir_ + "/ml", {});
+  ASSERT_TRUE(result.ok()) << result.status();
+  const auto& m = result->eval_metrics;
+  ASSERT_TRUE(m.count("f1_micro") && m.count("f1_macro") && m.count("accuracy"));
+  EXPECT_GT(m.at("f1_micro"), 0.9) << "learnable tags are learnt";
+  EXPECT_GT(m.at("accuracy"), 0.7);
+  auto config = model::BertConfig::FromFile(dir_ + "/ml/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->problem_type, "multi_label_classification");
+  EXPECT_EQ(config->num_labels, 3);
+  std::vector<std::string> names;
+  for (int id = 0; id < 3; ++id) names.push_back(config->LabelName(id));
+  EXPECT_EQ(names, (std::vector<std::string>{"acting", "plot", "praise"}));
+}
+
 TEST(JobSpecTest, ProblemTypeIsCheckedAndRoundTrips) {
   const char* base = R"({"task": "%s", "base_model": "b", "train_dataset": "t",
                          "output_model": "o", "problem_type": "%s"})";
@@ -333,8 +368,7 @@ TEST(JobSpecTest, ProblemTypeIsCheckedAndRoundTrips) {
   auto again = TrainingJobSpec::FromJson(spec->ToJson());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->problem_type, "regression");
-  for (auto [task, problem] : {std::pair{"sequence_classification", "multi_label_classification"},
-                               std::pair{"sequence_classification", "ordinal"},
+  for (auto [task, problem] : {std::pair{"sequence_classification", "ordinal"},
                                std::pair{"span_extraction", "regression"}}) {
     auto bad = make(task, problem);
     ASSERT_FALSE(bad.ok()) << task << " " << problem;
