@@ -360,8 +360,9 @@ void AddJobCommands(CLI::App& app, Globals& globals, Commands& commands) {
     cmd->add_option("--eval-split", o->eval_split, "Hold out this fraction of --train instead")
         ->excludes(eval);
     cmd->add_option("--problem-type", o->problem_type,
-                    "Classification tasks: single_label_classification or regression (default: "
-                    "regression when the labels are numbers with fractions, as STS-B)");
+                    "Classification tasks: single_label_classification, multi_label_classification "
+                    "or regression (default: multi-label for JSONL label lists, regression when "
+                    "the labels are numbers with fractions, as STS-B)");
     cmd->add_option("--base-model", o->base_model,
                     "Loaded model to start from, NAME[@VERSION], or scratch:PRESET (tiny, mini, "
                     "small, medium, base) for random weights");
