@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "api/job_codec.h"
 #include "api/stream_limiter.h"
 #include "auth/authorizer.h"
 #include "bertd/v1/jobs.grpc.pb.h"
@@ -90,10 +91,6 @@ class JobServiceImpl final : public bertd::v1::JobService::Service {
   std::atomic<bool> shutting_down_{false};
   StreamLimiter watches_;
 };
-
-// A stored event as a v1::JobEvent. INVALID_ARGUMENT for a payload that is not the JSON the
-// trainer and store write.
-absl::Status ToJobEventProto(const jobs::JobEvent& event, v1::JobEvent* out);
 
 }  // namespace bertd::api
 
