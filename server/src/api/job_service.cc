@@ -162,10 +162,10 @@ absl::StatusOr<jobs::JobRecord> JobServiceImpl::Submit(const v1::JobSpec& proto,
     }
   }
 
-  BERTD_ASSIGN_OR_RETURN(std::vector<jobs::JobRecord> queued, store_->List(jobs::JobState::kQueued));
-  if (static_cast<int>(queued.size()) >= options_.max_queued_jobs) {
+  BERTD_ASSIGN_OR_RETURN(int64_t queued, store_->CountJobs(jobs::JobState::kQueued));
+  if (queued >= options_.max_queued_jobs) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the queue holds ", queued.size(), " jobs (--max_queued_jobs=", options_.max_queued_jobs,
+        "the queue holds ", queued, " jobs (--max_queued_jobs=", options_.max_queued_jobs,
         "); retry when some have run"));
   }
 

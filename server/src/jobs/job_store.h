@@ -102,6 +102,8 @@ class JobStore {
                                               int limit = 0,
                                               const std::optional<std::string>& owner = std::nullopt,
                                               const std::string& after_id = "");
+  // How many jobs are in `state` (SQL COUNT: no job is read).
+  absl::StatusOr<int64_t> CountJobs(JobState state);
   // Dataset ids the job was created with.
   absl::StatusOr<std::vector<std::string>> JobDatasets(const std::string& job_id);
 

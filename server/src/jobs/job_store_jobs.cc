@@ -147,6 +147,14 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> st
   return select.ReadJobs();
 }
 
+absl::StatusOr<int64_t> JobStore::CountJobs(JobState state) {
+  absl::MutexLock lock(&mu_);
+  BERTD_ASSIGN_OR_RETURN(Statement select, Prepare("SELECT COUNT(*) FROM jobs WHERE state = ?"));
+  select.Bind(1, std::string(JobStateName(state)));
+  BERTD_ASSIGN_OR_RETURN(bool row, select.Step());
+  return row ? select.Int(0) : 0;
+}
+
 absl::StatusOr<std::vector<std::string>> JobStore::JobDatasets(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   BERTD_RETURN_IF_ERROR(GetLocked(job_id).status());

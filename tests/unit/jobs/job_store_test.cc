@@ -210,6 +210,17 @@ TEST_F(JobStoreTest, SchemaOneDatabasesUpgradeWithEmptyOwners) {
   EXPECT_TRUE(store_->CheckIntegrity().ok());
 }
 
+TEST_F(JobStoreTest, CountJobsCountsOneState) {
+  EXPECT_EQ(*store_->CountJobs(JobState::kQueued), 0);
+  NewJob("a");
+  NewJob("b");
+  NewJob("c");
+  ASSERT_TRUE(store_->ClaimNext("cpu:0").ok());
+  EXPECT_EQ(*store_->CountJobs(JobState::kQueued), 2);
+  EXPECT_EQ(*store_->CountJobs(JobState::kRunning), 1);
+  EXPECT_EQ(*store_->CountJobs(JobState::kFailed), 0);
+}
+
 TEST_F(JobStoreTest, ClaimNextTakesHighestPriorityThenOldest) {
   std::string low1 = NewJob("low1", 0).id;
   std::string high1 = NewJob("high1", 5).id;
