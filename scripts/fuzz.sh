@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 build=${BERTD_FUZZ_BUILD_DIR:-build-fuzz}
-all=(tokenizer dataset_tsv dataset_csv dataset_jsonl dataset_squad_json dataset_text
+all=(tokenizer tokenizer_json dataset_tsv dataset_csv dataset_jsonl dataset_squad_json dataset_text
      safetensors torch_checkpoint config)
 targets=("${@:-${all[@]}}")
 
@@ -38,7 +38,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$work" "$artifacts"
   dict=()
   case "$target" in
-    config | dataset_jsonl | dataset_squad_json | safetensors) dict=(-dict=fuzz/dicts/json.dict) ;;
+    config | dataset_jsonl | dataset_squad_json | safetensors | tokenizer_json) dict=(-dict=fuzz/dicts/json.dict) ;;
   esac
   echo "== $target: regression inputs"
   if compgen -G "fuzz/regressions/$target/*" >/dev/null; then
