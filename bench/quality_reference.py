@@ -1,7 +1,8 @@
 """The Hugging Face side of bench/quality.sh (run with the reference venv's python).
 
   classify   fine-tunes AutoModelForSequenceClassification with transformers' Trainer on a GLUE TSV
-             (SST-2: one sentence; MRPC: a sentence pair) and evaluates on the dev file
+             (SST-2: one sentence; MRPC: a sentence pair; STS-B: a sentence pair and a score,
+             regression) and evaluates on the dev file
   stsb-st    STS-B dev Spearman of sentence-transformers' embeddings (cosine vs. the gold score)
   stsb-score the same Spearman for vectors computed elsewhere (bertctl embed's JSON lines)
   versions   the library versions, one JSON object
@@ -24,9 +25,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # GLUE columns by header name; MRPC's header starts with a byte order mark (read as utf-8-sig).
+# STS-B (no header in shared/) is read by read_stsb, its score as the label of a regression.
 TASKS = {
     "sst2": {"text": "sentence", "text_pair": None, "label": "label"},
     "mrpc": {"text": "#1 String", "text_pair": "#2 String", "label": "Quality"},
+    "stsb": {"regression": True},
 }
 
 
@@ -79,17 +82,24 @@ def classify(args):
                               DataCollatorWithPadding, Trainer, TrainingArguments, set_seed)
 
     columns = TASKS[args.task]
+    regression = columns.get("regression", False)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
 
     class Encoded(torch.utils.data.Dataset):
         def __init__(self, path):
-            rows = read_tsv(path)
-            first = [r[columns["text"]] for r in rows]
-            second = [r[columns["text_pair"]] for r in rows] if columns["text_pair"] else None
+            if regression:
+                pairs = read_stsb(path)
+                first, second = [p[0] for p in pairs], [p[1] for p in pairs]
+                labels = [p[2] for p in pairs]  # floats: Trainer's model takes them for MSE
+            else:
+                rows = read_tsv(path)
+                first = [r[columns["text"]] for r in rows]
+                second = [r[columns["text_pair"]] for r in rows] if columns["text_pair"] else None
+                labels = [int(r[columns["label"]]) for r in rows]
             # Truncated to max_seq_length (pairs longest-first), not padded: DataCollatorWithPadding
             # pads each batch to its longest example.
             self.encoded = tokenizer(first, second, truncation=True, max_length=args.max_seq_length)
-            self.labels = [int(r[columns["label"]]) for r in rows]
+            self.labels = labels
 
         def __len__(self):
             return len(self.labels)
@@ -101,7 +111,20 @@ def classify(args):
 
     train, dev = Encoded(args.train), Encoded(args.dev)
     set_seed(args.seed)  # the new classifier head is initialized under the seed, as Trainer would
-    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    if regression:
+        # One output trained with MSE, as run_glue does for STS-B.
+        model = AutoModelForSequenceClassification.from_pretrained(
+            args.model, num_labels=1, problem_type="regression")
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+
+    def regression_metrics(prediction):
+        from scipy.stats import pearsonr, spearmanr
+
+        predicted = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
+        gold = np.asarray(prediction.label_ids, dtype=np.float64).reshape(-1)
+        return {"pearson": float(pearsonr(predicted, gold)[0]),
+                "spearmanr": float(spearmanr(predicted, gold).correlation)}
 
     def metrics(prediction):
         predicted = np.argmax(prediction.predictions, axis=-1)
@@ -133,11 +156,16 @@ def classify(args):
         dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=dev,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics)
+                      data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=regression_metrics if regression else metrics)
     trained = trainer.train()
     evaluated = trainer.evaluate()
+    if regression:
+        scores = {"pearson": evaluated["eval_pearson"], "spearmanr": evaluated["eval_spearmanr"]}
+    else:
+        scores = {"accuracy": evaluated["eval_accuracy"], "f1": evaluated["eval_f1"]}
     emit({
-        "accuracy": evaluated["eval_accuracy"], "f1": evaluated["eval_f1"],
+        **scores,
         "eval_loss": evaluated["eval_loss"], "steps": trained.global_step,
         "train_loss": trained.training_loss, "train_rows": len(train), "dev_rows": len(dev),
         "train_seconds": trained.metrics["train_runtime"],
