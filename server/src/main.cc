@@ -107,7 +107,8 @@ ABSL_FLAG(int, max_rpc_threads, 1024,
           "past it calls are refused with RESOURCE_EXHAUSTED instead of exhausting the process");
 ABSL_FLAG(int, max_span_windows, 128,
           "Most context windows one ExtractSpan may make; more are refused before any is built");
-ABSL_FLAG(int64_t, max_tokenize_tokens, 131072, "Most tokens one Tokenize call returns");
+ABSL_FLAG(int64_t, max_tokenize_tokens, 131072,
+          "Most tokens one Tokenize call returns (and Embed with token embeddings)");
 ABSL_FLAG(int, max_message_bytes, 16 * 1024 * 1024, "Largest gRPC message received, in bytes");
 ABSL_FLAG(int, max_json_depth, bertd::kDefaultMaxJsonDepth,
           "Deepest nesting of arrays and objects in JSON read from outside (datasets, config.json, "
