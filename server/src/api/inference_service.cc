@@ -1,3 +1,4 @@
+#include "api/pooling_codec.h"
 #include "api/inference_service.h"
 
 #include <cmath>
@@ -360,9 +361,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Embed(grpc::CallbackServerContex
   const inference::Pooling pooling = options.pooling.value_or(servable->embedding_config().pooling);
   response->set_model_version(model_version);
   response->set_dimensions(servable->hidden_size());
-  response->set_pooling(pooling == inference::Pooling::kCls   ? v1::POOLING_CLS
-                        : pooling == inference::Pooling::kMax ? v1::POOLING_MAX
-                                                              : v1::POOLING_MEAN);
+  response->set_pooling(PoolingToProto(inference::PoolingName(pooling)));
   response->set_normalized(options.normalize.value_or(servable->embedding_config().normalize));
   servable->Embed(
       *inputs, options, call->RequestContext(),

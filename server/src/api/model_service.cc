@@ -1,3 +1,4 @@
+#include "api/pooling_codec.h"
 #include "api/model_service.h"
 
 #include "api/grpc_status.h"
@@ -60,9 +61,7 @@ void ToModelInfo(const registry::ModelStatus& status, v1::ModelInfo* info) {
   info->set_num_layers(d.num_layers);
   info->set_num_attention_heads(d.num_attention_heads);
   info->set_vocab_size(d.vocab_size);
-  info->set_embedding_pooling(d.embedding_pooling == "cls"   ? v1::POOLING_CLS
-                              : d.embedding_pooling == "max" ? v1::POOLING_MAX
-                                                             : v1::POOLING_MEAN);
+  info->set_embedding_pooling(PoolingToProto(d.embedding_pooling));
   info->set_embedding_normalized(d.embedding_normalized);
   info->set_embedding_max_tokens(d.embedding_max_tokens);
   info->set_problem_type(d.problem_type);

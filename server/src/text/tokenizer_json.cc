@@ -131,7 +131,6 @@ absl::Status ReadNormalizer(const Json& root, const Reader& reader, TokenizerJso
   BERTD_ASSIGN_OR_RETURN(std::optional<bool> lowercase,
                          reader.OptionalBool(*normalizer, "lowercase", "normalizer.lowercase"));
   out->options.do_lower_case = lowercase.value_or(true);
-  out->lowercase_from_normalizer = true;
   return absl::OkStatus();
 }
 
@@ -268,7 +267,7 @@ absl::StatusOr<TokenizerJson> ParseTokenizerJson(absl::string_view text,
   }
   Reader reader(path_for_errors);
   if (!root->is_object()) return reader.Error("the top level", "must be an object");
-  TokenizerJson out{Vocab::FromTokens({}), TokenizerOptions{}, false};
+  TokenizerJson out{Vocab::FromTokens({}), TokenizerOptions{}};
   BERTD_RETURN_IF_ERROR(ReadModel(*root, reader, &out.vocab, &out.options));
   BERTD_RETURN_IF_ERROR(ReadNormalizer(*root, reader, &out));
   BERTD_RETURN_IF_ERROR(ReadPreTokenizer(*root, reader));

@@ -15,10 +15,9 @@ namespace bertd::text {
 // WordPiece tokenizer: the vocabulary and the options BertTokenizer needs.
 struct TokenizerJson {
   Vocab vocab;
+  // Lowercasing and accent stripping come from the normalizer; a tokenizer_config.json may still
+  // override them, as BertTokenizerFast does.
   TokenizerOptions options;
-  // Whether the normalizer gave these (BertNormalizer.lowercase / strip_accents); a
-  // tokenizer_config.json may still override them, as BertTokenizerFast does.
-  bool lowercase_from_normalizer = false;
 };
 
 inline constexpr int64_t kMaxTokenizerJsonBytes = int64_t{256} << 20;
